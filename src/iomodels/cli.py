@@ -1,0 +1,208 @@
+"""The command line: argument parsing and one library call per subcommand.
+
+No sockets here: ``serve`` calls core.server.run, ``client`` calls client.main,
+``models`` reads the registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from iomodels import __version__, models
+from iomodels.core.errors import IOModelsError
+from iomodels.protocols import names as protocol_names
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the one-line error the contract asks for (not usage + error)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, not {value}")
+    return value
+
+
+def _at_least(minimum: float, kind: type = int):
+    def parse(text: str):
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _protocol(text: str) -> str:
+    if text not in protocol_names() and ":" not in text:
+        raise argparse.ArgumentTypeError(
+            f"unknown protocol {text!r}; choose from {', '.join(protocol_names())} or MODULE:CALLABLE"
+        )
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="iomodels",
+        description="The IO models of Unix network programming as real Python servers.",
+    )
+    parser.add_argument("--version", action="version", version=f"iomodels {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run a server on one IO model",
+        description="Serve a protocol on one IO model until SIGINT/SIGTERM. When ready, prints "
+        "exactly one line on stdout: 'listening on HOST:PORT model=MODEL protocol=PROTOCOL'. "
+        "Logs go to stderr.",
+    )
+    serve.add_argument(
+        "--model",
+        required=True,
+        choices=models.names(),
+        metavar="MODEL",
+        help="one of: " + ", ".join(models.names()) + " (see 'iomodels models')",
+    )
+    serve.add_argument(
+        "--protocol",
+        default="upper",
+        type=_protocol,
+        help="upper (default), echo, or MODULE:CALLABLE for a protocol of your own",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; ::1 for IPv6)"
+    )
+    serve.add_argument("--port", type=_port, default=8080, help="port (default 8080; 0 picks a free one)")
+    serve.add_argument(
+        "--threads", type=_at_least(1), default=8, help="worker threads of the threadpool model (default 8)"
+    )
+    serve.add_argument("--backlog", type=_at_least(1), default=2048, help="listen backlog (default 2048)")
+    serve.add_argument(
+        "--max-connections",
+        type=_at_least(0),
+        default=0,
+        metavar="N",
+        help="serve at most N connections at once; connections beyond it are accepted "
+        "and closed at once (default 0: unlimited)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=_at_least(0, float),
+        default=0.0,
+        metavar="SECONDS",
+        help="close a connection with no progress for this long (default 0: never)",
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=_at_least(0, float),
+        default=5.0,
+        metavar="SECONDS",
+        help="on SIGINT/SIGTERM, flush pending output for at most this long, then close "
+        "everything and exit 0 (default 5); a second signal exits at once",
+    )
+    serve.add_argument(
+        "--poll-interval",
+        type=_at_least(0, float),
+        default=0.0,
+        metavar="SECONDS",
+        help="nonblocking model only: sleep between sweeps, the seed's time.sleep() "
+        "(default 0: busy-poll a whole CPU)",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    sub.add_parser(
+        "models",
+        help="list the models and whether each is available here",
+        description="List every IO model, whether it can run on this machine and, if not, why.",
+    )
+
+    sub.add_parser(
+        "tour",
+        help="run the seed's session against every available model",
+        description="For each model: serve, send 'hello\\nstraße\\n' through the client, check the "
+        "replies, stop with SIGTERM, check exit 0. Prints a table; exits 1 if any model failed.",
+    )
+
+    client = sub.add_parser(
+        "client",
+        help="the seed's interactive client",
+        description="Send each line of stdin, print the replies. With piped stdin: send it all, "
+        "half-close, print every reply, exit 0. A refused connection exits 1.",
+    )
+    client.add_argument("--host", default="127.0.0.1")
+    client.add_argument("--port", type=_port, default=8080)
+    return parser
+
+
+def _cmd_models() -> int:
+    rows = []
+    for name in models.names():
+        ok, reason = models.available(name)
+        rows.append((name, "yes" if ok else "no", models.describe(name) if ok else reason))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'model':<{width}}  available  notes")
+    for name, ok, note in rows:
+        print(f"{name:<{width}}  {ok:<9}  {note}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from iomodels.core.server import ServerConfig, run
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s iomodels[%(process)d] %(levelname)s %(message)s",
+    )
+    ok, reason = models.available(args.model)
+    if not ok:
+        sys.stderr.write(f"iomodels serve: error: model {args.model!r} is not available here: {reason}\n")
+        return EXIT_USAGE
+    config = ServerConfig(
+        model=args.model,
+        protocol=args.protocol,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        backlog=args.backlog,
+        max_connections=args.max_connections,
+        idle_timeout_s=args.idle_timeout,
+        graceful_timeout_s=args.graceful_timeout,
+        poll_interval_s=args.poll_interval,
+    )
+    try:
+        return run(config)
+    except IOModelsError as exc:
+        sys.stderr.write(f"iomodels serve: error: {exc}\n")
+        return EXIT_USAGE
+    except OSError as exc:  # bind: address in use, permission, bad address
+        sys.stderr.write(
+            f"iomodels serve: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n"
+        )
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _cmd_serve(args)
+    if args.command == "models":
+        return _cmd_models()
+    if args.command == "tour":
+        from iomodels import tour
+
+        return tour.main()
+    if args.command == "client":
+        from iomodels import client
+
+        return client.main(args.host, args.port)
+    raise AssertionError(args.command)

@@ -1,0 +1,1 @@
+"""The small core every model shares: protocol, transports, server lifecycle, errors."""

@@ -1,0 +1,184 @@
+"""Server lifecycle shared by every model: configuration, the listening socket,
+the ready line, the open-file limit and signal handling.
+
+A model subclasses :class:`BaseServer` and implements ``serve_forever()``:
+install its stop handlers, call ``self.announce()`` once it can accept, serve
+until stopped, and leave no socket, thread or child process behind.
+
+Stopping (SIGINT or SIGTERM): stop accepting, flush what can be flushed for
+up to ``graceful_timeout_s``, close every connection, return.  A second signal
+aborts every connection and returns at once.  The exit status is 0 either way.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import resource
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from iomodels.core.protocol import Protocol
+
+log = logging.getLogger("iomodels")
+
+RECV_SIZE = 64 * 1024  # bytes per recv(): 256 KiB (asyncio's) costs an mmap'd malloc per call
+ACCEPT_RETRY_DELAY_S = 1.0  # after EMFILE/ENFILE, as asyncio's constants.ACCEPT_RETRY_DELAY
+# accept() errors that mean "out of a resource": stop accepting for a while, never spin.
+ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# accept() errors that concern only the connection being accepted: skip it.
+ACCEPT_SKIP_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ETIMEDOUT})
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model: str
+    protocol: str = "upper"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int = 8  # threadpool workers
+    backlog: int = 2048
+    max_connections: int = 0  # 0: unlimited
+    idle_timeout_s: float = 0.0  # 0: never
+    graceful_timeout_s: float = 5.0
+    poll_interval_s: float = 0.0  # nonblocking: sleep between sweeps (the seed's time.sleep)
+
+
+def raise_nofile_limit() -> int:
+    """Raise the open-file soft limit to the hard limit; return the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+def make_listener(host: str, port: int, backlog: int) -> socket.socket:
+    """A bound, listening TCP socket; IPv6 when ``host`` is an IPv6 address."""
+    infos = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )
+    family, type_, proto, _, address = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def ready_line(listener: socket.socket, model: str, protocol: str) -> str:
+    host, port = listener.getsockname()[:2]
+    if listener.family == socket.AF_INET6:
+        host = f"[{host}]"
+    return f"listening on {host}:{port} model={model} protocol={protocol}"
+
+
+def configure_accepted(sock: socket.socket) -> None:
+    """Options every model sets on an accepted socket, so that they compare fairly.
+    TCP_NODELAY as asyncio and uvloop do: replies go out at once, not after
+    Nagle's 40 ms delayed-ACK wait."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # the peer may already have gone
+        pass
+
+
+class BaseServer:
+    """One model's server.  State lives here, never in module globals."""
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        protocol_factory: Callable[[], Protocol],
+        listener: socket.socket,
+        announce: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.protocol_factory = protocol_factory
+        self.listener = listener
+        self._announce = announce
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """(True, "") if the model can run here, else (False, why).  Probe for real."""
+        return True, ""
+
+    def announce(self) -> None:
+        """Called by the model once it accepts and its signal handlers are in place."""
+        if self._announce is not None:
+            self._announce()
+
+    def serve_forever(self) -> None:
+        raise NotImplementedError
+
+    def statistics(self) -> dict[str, int | float]:
+        return {}
+
+
+class StopSignals:
+    """Install SIGINT/SIGTERM handlers: the first calls ``first``, later ones ``again``.
+
+    The handlers run in the main thread between bytecodes (Python signal
+    semantics), so they must not take locks the main thread may hold.
+    """
+
+    def __init__(self, first: Callable[[], None], again: Callable[[], None]) -> None:
+        self._first = first
+        self._again = again
+        self.count = 0
+        self._previous: dict[int, object] = {}
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self.count += 1
+        if self.count == 1:
+            log.info("signal %s: stopping (again to exit at once)", signal.Signals(signum).name)
+            self._first()
+        else:
+            log.info("signal %s again: exiting now", signal.Signals(signum).name)
+            self._again()
+
+    def install(self) -> StopSignals:
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handler)
+        return self
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+
+def run(config: ServerConfig) -> int:
+    """Serve until stopped; the CLI's ``serve``.  Raises IOModelsError for bad input."""
+    from iomodels import models, protocols
+
+    server_cls = models.get(config.model)  # raises UnknownModel / ModelUnavailable
+    protocol_factory = protocols.resolve(config.protocol)  # raises IOModelsError
+    limit = raise_nofile_limit()
+    listener = make_listener(config.host, config.port, config.backlog)
+
+    def announce() -> None:
+        sys.stdout.write(ready_line(listener, config.model, config.protocol) + "\n")
+        sys.stdout.flush()
+        log.info("model=%s protocol=%s open-file limit=%d", config.model, config.protocol, limit)
+
+    server = server_cls(config, protocol_factory, listener, announce)
+    try:
+        server.serve_forever()
+    finally:
+        listener.close()
+    log.info("stopped")
+    return 0

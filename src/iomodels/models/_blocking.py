@@ -1,0 +1,284 @@
+"""The worker shared by the blocking models: blocking, threads, processes, threadpool.
+
+They differ only in *who* runs :meth:`BlockingServer.serve_connection`: the
+main thread (blocking), a new thread (threads), a forked child (processes) or
+one of N pool threads (threadpool).  The worker is the seed's loop made
+correct: recv() -> protocol.data_received() -> transport.write() = sendall().
+
+Everything is a true blocking syscall: recv(), sendall() and accept() sleep in
+the kernel until they can complete, with no poll() hidden underneath.  That
+is why the idle timeout is the kernel's SO_RCVTIMEO/SO_SNDTIMEO, not
+socket.settimeout() (which makes the fd non-blocking and polls in CPython).
+
+Back-pressure needs no buffer: write() returns only when the kernel has taken
+every byte, so a peer that does not read stops its worker inside sendall(),
+and a worker in sendall() does not recv().
+
+Stopping, without a poller to wake: the signal handler (run by CPython in the
+main thread) shuts the listening socket down, which makes every accept()
+fail with EINVAL (Linux), and shuts the read side of each connection down,
+which makes a blocked recv() return b"".  A worker blocked in sendall()
+keeps flushing until the graceful deadline, when SIGALRM (setitimer) shuts
+its socket down completely and sendall() fails with EPIPE.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import struct
+import threading
+import time
+from typing import Any
+
+from iomodels.core.server import (
+    ACCEPT_RESOURCE_ERRNOS,
+    ACCEPT_RETRY_DELAY_S,
+    ACCEPT_SKIP_ERRNOS,
+    RECV_SIZE,
+    BaseServer,
+    StopSignals,
+    configure_accepted,
+)
+
+log = logging.getLogger("iomodels")
+
+PAUSE_CHECK_S = 0.05  # how often a worker paused by its protocol looks again
+
+
+class BlockingTransport:
+    """The transport of a blocking worker: write() is sendall(), nothing is buffered.
+
+    Call its methods from the worker's own thread (the protocol's callbacks run there).
+    """
+
+    __slots__ = ("_sock", "_sendall", "_peername", "_closing", "_paused", "error")
+
+    def __init__(self, sock: socket.socket, peername: Any) -> None:
+        self._sock = sock
+        self._sendall = sock.sendall
+        self._peername = peername
+        self._closing = False
+        self._paused = False
+        self.error: BaseException | None = None  # why the connection ended, if not cleanly
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or not data:
+            return
+        try:
+            self._sendall(data)  # blocks until the kernel has taken every byte
+        except BlockingIOError:  # SO_SNDTIMEO expired: no progress for idle_timeout
+            self.error = TimeoutError("idle timeout while sending")
+            self._closing = True
+        except OSError as exc:  # reset, broken pipe: this peer only
+            self.error = exc
+            self._closing = True
+
+    def close(self) -> None:
+        self._closing = True  # nothing is buffered: the worker closes the socket
+
+    def abort(self) -> None:
+        self._closing = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def pause_reading(self) -> None:
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        self._paused = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._peername
+        if name == "socket":
+            return self._sock
+        if name == "sockname":
+            try:
+                return self._sock.getsockname()
+            except OSError:
+                return default
+        return default
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+class BlockingServer(BaseServer):
+    """Accept loop, worker and stop logic; subclasses decide who runs the worker."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stopping = False
+        self._active: dict[int, socket.socket] = {}  # id(transport) -> socket being served
+        self._fd_freed = threading.Event()
+        self._exhausted_logged = False
+        self._signals: StopSignals | None = None
+
+    # ---- the worker
+
+    def serve_connection(self, sock: socket.socket, peername: Any) -> None:
+        """Serve one connection to its end, blocking; never raises (but SystemExit)."""
+        configure_accepted(sock)
+        idle_s = self.config.idle_timeout_s
+        if idle_s > 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(idle_s))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(idle_s))
+        transport = BlockingTransport(sock, peername)
+        key = id(transport)
+        self._active[key] = sock
+        protocol = self.protocol_factory()
+        exc: BaseException | None = None
+        try:
+            protocol.connection_made(transport)
+            recv = sock.recv
+            data_received = protocol.data_received
+            while not transport._closing and not self._stopping:
+                if transport._paused:
+                    time.sleep(PAUSE_CHECK_S)
+                    continue
+                try:
+                    data = recv(RECV_SIZE)  # phase 1 (wait) and phase 2 (copy), blocked
+                except BlockingIOError:  # SO_RCVTIMEO expired
+                    log.debug("connection %s idle for %.1f s: closing", peername, idle_s)
+                    break
+                except OSError as error:
+                    transport.error = error
+                    break
+                if data:
+                    data_received(data)
+                    continue
+                if self._stopping:
+                    break  # our own shutdown(SHUT_RD), not the peer's EOF
+                if not protocol.eof_received():
+                    break
+                while not transport._closing and not self._stopping:
+                    time.sleep(PAUSE_CHECK_S)  # the protocol keeps the half-closed connection
+            exc = transport.error
+            if exc is not None:
+                log.debug("connection %s lost: %r", peername, exc)
+        except Exception as error:
+            log.error(
+                "protocol %s raised; closing connection %s",
+                type(protocol).__name__,
+                peername,
+                exc_info=error,
+            )
+            exc = error
+        finally:
+            self._active.pop(key, None)
+            sock.close()
+            try:
+                protocol.connection_lost(exc)
+            except Exception as error:
+                log.error("protocol connection_lost raised", exc_info=error)
+            self._fd_freed.set()
+
+    # ---- accepting
+
+    def accept_loop(self, handle: Any, count_active: Any = None) -> None:
+        """accept() until stopped, handing each connection to ``handle``."""
+        accept = self.listener.accept
+        limit = self.config.max_connections
+        count_active = count_active or (lambda: len(self._active))
+        while not self._stopping:
+            try:
+                sock, peername = accept()  # blocks in the kernel until a client connects
+            except OSError as exc:
+                if self._stopping:
+                    return  # the listener was shut down to wake us
+                if exc.errno in ACCEPT_RESOURCE_ERRNOS:
+                    self._wait_for_descriptors(exc)
+                    continue
+                if exc.errno in ACCEPT_SKIP_ERRNOS:
+                    continue
+                raise
+            if self._stopping:
+                sock.close()
+                return
+            if limit and count_active() >= limit:
+                sock.close()  # --max-connections: accepted and closed at once
+                continue
+            handle(sock, peername)
+
+    def _wait_for_descriptors(self, exc: OSError) -> None:
+        # Out of descriptors: the client stays in the backlog; accepting again
+        # at once would spin.  Wait for a connection to close, or retry later.
+        if not self._exhausted_logged:
+            log.warning("accept: %s; waiting for a descriptor to free up", exc.strerror)
+            self._exhausted_logged = True
+        self._fd_freed.clear()
+        self._fd_freed.wait(ACCEPT_RETRY_DELAY_S)
+        if self._fd_freed.is_set():
+            self._exhausted_logged = False
+
+    # ---- stopping (these run in signal handlers, in the main thread: no locks)
+
+    def request_stop(self) -> None:
+        self._stopping = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes every accept() with EINVAL
+        except OSError:
+            pass
+        for sock in list(self._active.values()):
+            try:
+                sock.shutdown(socket.SHUT_RD)  # wakes a blocked recv() with b""
+            except OSError:
+                pass
+        signal.setitimer(signal.ITIMER_REAL, self.config.graceful_timeout_s)
+
+    def abort_all(self) -> None:
+        for sock in list(self._active.values()):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a blocked sendall() fails with EPIPE
+            except OSError:
+                pass
+
+    def stop_now(self) -> None:
+        self._stopping = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.abort_all()
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        if self._active:
+            log.info("graceful timeout: aborting %d connection(s)", len(self._active))
+        self.abort_all()
+
+    # ---- lifecycle
+
+    def serve_forever(self) -> None:
+        previous_alarm = signal.signal(signal.SIGALRM, self._on_alarm)
+        self._signals = StopSignals(self.request_stop, self.stop_now).install()
+        try:
+            self.announce()
+            self.run()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self._signals.restore()
+            signal.signal(signal.SIGALRM, previous_alarm)
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def join_threads(self, threads: list[threading.Thread]) -> None:
+        """Wait for worker threads; the SIGALRM deadline makes them finish."""
+        deadline = time.monotonic() + self.config.graceful_timeout_s + 1.0
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = sum(thread.is_alive() for thread in threads)
+        if alive:
+            log.warning("%d worker thread(s) still running at exit", alive)

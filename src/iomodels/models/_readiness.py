@@ -1,0 +1,613 @@
+"""The readiness loop shared by select, poll, epoll, kqueue and nonblocking.
+
+These models differ only in how they *wait*: each supplies a :class:`Poller`
+(register / modify / unregister / wait / close, as Redis's ae backends and
+CPython's selectors).  Everything else, accepting, reading, writing, flow
+control, timers, signals and the graceful stop, lives here, once, so that a
+diff of ``select.py`` against ``epoll.py`` is exactly the lesson.
+
+Event masks use poll(2)'s bits, which epoll shares (EPOLLIN == POLLIN == 1,
+EPOLLOUT == POLLOUT == 4, EPOLLERR == POLLERR == 8, EPOLLHUP == POLLHUP == 16):
+poll and epoll hand back their kernel masks untranslated, the others translate.
+
+One loop turn:
+
+    1. wait(timeout)          the model's poller; timeout = next timer, 0 if work is queued
+    2. dispatch               for each (fd, mask): read side first, then write side
+    3. ready callbacks        connection_lost, signal handling (call_soon)
+    4. due timers             idle sweep, accept retry, graceful-stop deadline
+
+Facts that shaped this code:
+- An interest set of 0 is *unregistered*, never registered as 0: epoll and
+  poll report ERR/HUP even for an empty mask, and level-triggered that spins.
+- A connection can close while later events for its fd are still in this
+  turn's list, and the fd can be reused by an accept() in the same turn:
+  handlers are looked up per event, and a stale event costs one EAGAIN.
+- Signals: a Python handler runs only when the wait returns, so the C-level
+  handler writes to a wakeup socket (signal.set_wakeup_fd) that the poller
+  watches; the Python handler just queues the work (asyncio does the same).
+"""
+
+from __future__ import annotations
+
+import abc
+import heapq
+import itertools
+import logging
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from iomodels.core.errors import DescriptorTooLarge
+from iomodels.core.protocol import HIGH_WATER, LOW_WATER
+from iomodels.core.server import (
+    ACCEPT_RESOURCE_ERRNOS,
+    ACCEPT_RETRY_DELAY_S,
+    ACCEPT_SKIP_ERRNOS,
+    RECV_SIZE,
+    BaseServer,
+    StopSignals,
+    configure_accepted,
+)
+
+log = logging.getLogger("iomodels")
+
+READ = 1  # fire when the descriptor is readable (POLLIN, EPOLLIN)
+WRITE = 4  # fire when the descriptor is writable (POLLOUT, EPOLLOUT)
+ERROR = 8 | 16 | 32  # POLLERR | POLLHUP | POLLNVAL: wakes the reader and the writer
+READ_SIDE = READ | ERROR
+WRITE_SIDE = WRITE | ERROR
+ACCEPT_BATCH = 64  # accept() calls per readiness event of the listener
+
+
+class Poller(abc.ABC):
+    """How a model waits.  ``wait`` returns ``[(fd, mask), ...]`` of ready fds."""
+
+    name: str = "?"
+    max_fd: int | None = None  # descriptors >= max_fd cannot be watched (select)
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        return True, ""
+
+    @abc.abstractmethod
+    def register(self, fd: int, events: int) -> None: ...
+
+    @abc.abstractmethod
+    def modify(self, fd: int, events: int) -> None: ...
+
+    @abc.abstractmethod
+    def unregister(self, fd: int) -> None: ...
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        """Block until some fd is ready or ``timeout`` seconds pass (None: forever)."""
+
+    def close(self) -> None:
+        pass
+
+
+class Connection:
+    """A transport over one non-blocking socket, driven by the loop."""
+
+    __slots__ = (
+        "_loop",
+        "_sock",
+        "_fd",
+        "_protocol",
+        "_recv",
+        "_send",
+        "_buffer",
+        "_events",
+        "_reading_paused",
+        "_protocol_paused",
+        "_eof",
+        "_closing",
+        "_closed",
+        "_peername",
+        "last_active",
+    )
+
+    def __init__(self, loop: ReadinessServer, sock: socket.socket, peername: Any) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol: Any = None
+        self._recv = sock.recv
+        self._send = sock.send
+        self._buffer = bytearray()  # pending output
+        self._events = 0  # mask registered with the poller
+        self._reading_paused = False
+        self._protocol_paused = False
+        self._eof = False  # the peer half-closed
+        self._closing = False  # close() called: flush, then close
+        self._closed = False
+        self._peername = peername
+        self.last_active = loop.now
+
+    # ---- protocol-facing API (the Transport protocol)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or not data:
+            return
+        buffer = self._buffer
+        if not buffer:
+            # Fast path, as asyncio: try the send now; most replies fit at once.
+            try:
+                sent = self._send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            self.last_active = self._loop.now
+            if sent == len(data):
+                return
+            buffer += memoryview(data)[sent:]
+            self._update_interest()
+        else:
+            buffer += data
+        if len(buffer) > HIGH_WATER and not self._protocol_paused:
+            self._protocol_paused = True
+            try:
+                self._protocol.pause_writing()
+            except Exception as exc:
+                self._protocol_error(exc, "pause_writing")
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._buffer:
+            self._update_interest()  # stop reading, keep flushing
+        else:
+            self._finish(None)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._buffer.clear()
+        self._finish(None)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused:
+            self._reading_paused = True
+            self._update_interest()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            self._update_interest()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._peername
+        if name == "sockname":
+            return self._sock.getsockname() if not self._closed else default
+        if name == "socket":
+            return self._sock
+        return default
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    # ---- loop-facing callbacks
+
+    def _read_ready(self) -> None:
+        if self._reading_paused or self._eof or self._closing:
+            return  # an ERR/HUP or stale event: the write side deals with it
+        try:
+            data = self._recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return  # not ready after all: wait again
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if data:
+            self.last_active = self._loop.now
+            try:
+                self._protocol.data_received(data)
+            except Exception as exc:
+                self._protocol_error(exc, "data_received")
+            return
+        # EOF: the peer half-closed.
+        self._eof = True
+        self._update_interest()
+        try:
+            keep_open = self._protocol.eof_received()
+        except Exception as exc:
+            self._protocol_error(exc, "eof_received")
+            return
+        if not keep_open:
+            self.close()
+
+    def _write_ready(self) -> None:
+        buffer = self._buffer
+        if not buffer:
+            return  # stale event: the fd may even belong to a new connection by now
+        try:
+            sent = self._send(buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        self.last_active = self._loop.now
+        del buffer[:sent]
+        if self._protocol_paused and len(buffer) <= LOW_WATER:
+            self._protocol_paused = False
+            try:
+                self._protocol.resume_writing()
+            except Exception as exc:
+                self._protocol_error(exc, "resume_writing")
+                return
+        if not buffer:
+            if self._closing:
+                self._finish(None)
+            else:
+                self._update_interest()
+
+    # ---- internals
+
+    def _update_interest(self) -> None:
+        if self._closed:
+            return
+        want = WRITE if self._buffer else 0
+        if not (self._reading_paused or self._eof or self._closing):
+            want |= READ
+        if want != self._events:
+            self._loop._set_interest(self._fd, self._events, want)
+            self._events = want
+
+    def _fatal(self, exc: OSError) -> None:
+        # Reset, broken pipe, timeout: this peer only; the server carries on.
+        log.debug("connection %s lost: %r", self._peername, exc)
+        self._closing = True
+        self._buffer.clear()
+        self._finish(exc)
+
+    def _protocol_error(self, exc: Exception, callback: str) -> None:
+        log.error(
+            "protocol %s.%s raised; closing connection %s",
+            type(self._protocol).__name__,
+            callback,
+            self._peername,
+            exc_info=exc,
+        )
+        self._closing = True
+        self._buffer.clear()
+        self._finish(exc)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = self._loop
+        if self._events:
+            loop._set_interest(self._fd, self._events, 0)
+            self._events = 0
+        loop._connections.pop(self._fd, None)
+        loop._handlers.pop(self._fd, None)
+        self._sock.close()
+        loop._ready.append((self._connection_lost, exc))
+        loop._connection_closed()
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        except Exception as error:
+            log.error("protocol connection_lost raised", exc_info=error)
+        self._protocol = None
+
+
+class _Listener:
+    """The listening socket's handler: accepts in batches."""
+
+    __slots__ = ("_loop", "_accept")
+
+    def __init__(self, loop: ReadinessServer, sock: socket.socket) -> None:
+        self._loop = loop
+        self._accept = sock.accept
+
+    def _read_ready(self) -> None:
+        loop = self._loop
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peername = self._accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in ACCEPT_RESOURCE_ERRNOS:
+                    loop._accept_exhausted(exc)
+                    return
+                if exc.errno in ACCEPT_SKIP_ERRNOS:
+                    continue
+                raise  # anything else is our bug: let it through (Twisted)
+            loop._accepted(sock, peername)
+
+    def _write_ready(self) -> None:
+        pass
+
+
+class _Wakeup:
+    """Reads the bytes the C signal handler wrote, so the socket does not stay readable."""
+
+    __slots__ = ("_recv",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._recv = sock.recv
+
+    def _read_ready(self) -> None:
+        try:
+            while self._recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _write_ready(self) -> None:
+        pass
+
+
+class ReadinessServer(BaseServer):
+    """A readiness-notification loop; subclasses set ``poller_class``."""
+
+    poller_class: type[Poller]
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        return cls.poller_class.available()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.now = time.monotonic()
+        self._poller: Poller | None = None
+        self._handlers: dict[int, Any] = {}  # fd -> object with _read_ready/_write_ready
+        self._connections: dict[int, Connection] = {}  # fd -> connection
+        self._ready: deque[tuple[Callable[..., Any], Any]] = deque()  # call_soon queue
+        self._timers: list[list[Any]] = []  # heap of [deadline, seq, callback, active]
+        self._timer_seq = itertools.count()
+        self._accepting = False
+        self._accept_paused_why = ""  # "" when not paused
+        self._accept_retry: list[Any] | None = None
+        self._stopping = False
+        self._stop_deadline: list[Any] | None = None
+        self._done = False
+        self._stats = {"wakeups": 0, "events": 0, "accepted": 0, "rejected": 0}
+
+    # ---- timers and callbacks
+
+    def call_soon(self, callback: Callable[..., Any], arg: Any = None) -> None:
+        self._ready.append((callback, arg))
+
+    def call_later(self, delay_s: float, callback: Callable[[], Any]) -> list[Any]:
+        timer = [time.monotonic() + delay_s, next(self._timer_seq), callback, True]
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    @staticmethod
+    def cancel_timer(timer: list[Any] | None) -> None:
+        if timer is not None:
+            timer[3] = False
+
+    def _run_timers(self) -> float | None:
+        """Run due timers; return seconds until the next one (None: none)."""
+        timers = self._timers
+        while timers:
+            deadline, _, callback, active = timers[0]
+            if not active:
+                heapq.heappop(timers)
+                continue
+            if deadline > self.now:
+                return deadline - self.now
+            heapq.heappop(timers)
+            callback()
+        return None
+
+    # ---- poller bookkeeping
+
+    def _set_interest(self, fd: int, old: int, new: int) -> None:
+        poller = self._poller
+        if not old:
+            poller.register(fd, new)
+        elif not new:
+            poller.unregister(fd)
+        else:
+            poller.modify(fd, new)
+
+    # ---- accepting
+
+    def _start_accepting(self) -> None:
+        if not self._accepting and not self._stopping:
+            self._poller.register(self.listener.fileno(), READ)
+            self._accepting = True
+
+    def _stop_accepting(self) -> None:
+        if self._accepting:
+            self._poller.unregister(self.listener.fileno())
+            self._accepting = False
+
+    def _accept_exhausted(self, exc: OSError) -> None:
+        # Out of descriptors: the pending connection stays in the backlog and
+        # the listener stays readable, so accepting again now would spin.
+        # Pause; resume when a connection closes or after ACCEPT_RETRY_DELAY_S.
+        if not self._accept_paused_why:
+            log.warning(
+                "accept: %s; pausing accepts until a descriptor frees up (%d open)",
+                exc.strerror,
+                len(self._connections),
+            )
+        self._accept_paused_why = "exhausted"
+        self._stop_accepting()
+        self.cancel_timer(self._accept_retry)
+        self._accept_retry = self.call_later(ACCEPT_RETRY_DELAY_S, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._accept_retry = None
+        self._accept_paused_why = ""
+        self._start_accepting()
+
+    def _accepted(self, sock: socket.socket, peername: Any) -> None:
+        fd = sock.fileno()
+        limit = self.config.max_connections
+        if (limit and len(self._connections) >= limit) or self._stopping:
+            self._stats["rejected"] += 1
+            sock.close()  # --max-connections: accepted and closed at once
+            return
+        max_fd = self._poller.max_fd
+        if max_fd is not None and fd >= max_fd:
+            self._stats["rejected"] += 1
+            if self._accept_paused_why != "fd_setsize":
+                log.warning(
+                    "%s cannot watch descriptor %d (>= FD_SETSIZE %d): closing new connections "
+                    "until descriptors free up (%d open)",
+                    self._poller.name,
+                    fd,
+                    max_fd,
+                    len(self._connections),
+                )
+                self._accept_paused_why = "fd_setsize"
+            sock.close()
+            return
+        sock.setblocking(False)
+        configure_accepted(sock)
+        conn = Connection(self, sock, peername)
+        try:
+            self._poller.register(fd, READ)
+        except DescriptorTooLarge:  # a poller with a limit it did not declare in max_fd
+            sock.close()
+            return
+        conn._events = READ
+        self._connections[fd] = conn
+        self._handlers[fd] = conn
+        self._stats["accepted"] += 1
+        protocol = self.protocol_factory()
+        conn._protocol = protocol
+        try:
+            protocol.connection_made(conn)
+        except Exception as exc:
+            conn._protocol_error(exc, "connection_made")
+
+    def _connection_closed(self) -> None:
+        # Called by Connection._finish: the fd is free again.
+        if self._accept_paused_why:
+            if self._accept_paused_why == "fd_setsize":
+                log.info("descriptors freed; accepting and serving new connections again")
+            self.cancel_timer(self._accept_retry)
+            self._resume_accepting()
+
+    # ---- idle timeout
+
+    def _idle_sweep(self) -> None:
+        idle_s = self.config.idle_timeout_s
+        horizon = self.now - idle_s
+        for conn in list(self._connections.values()):
+            if conn.last_active < horizon:
+                log.debug("connection %s idle for %.1f s: closing", conn._peername, idle_s)
+                conn.abort()
+        self.call_later(min(idle_s / 4, 1.0), self._idle_sweep)
+
+    # ---- stopping
+
+    def _begin_stop(self, _arg: Any = None) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._stop_accepting()
+        self.cancel_timer(self._accept_retry)
+        for conn in list(self._connections.values()):
+            conn.close()  # flushes pending output first
+        if self._connections:
+            log.info(
+                "flushing %d connection(s) for up to %.1f s",
+                len(self._connections),
+                self.config.graceful_timeout_s,
+            )
+        self._stop_deadline = self.call_later(self.config.graceful_timeout_s, self._abort_all)
+
+    def _abort_all(self, _arg: Any = None) -> None:
+        if self._connections:
+            log.info("aborting %d connection(s)", len(self._connections))
+        for conn in list(self._connections.values()):
+            conn.abort()
+
+    def _stop_now(self, _arg: Any = None) -> None:
+        self._stopping = True
+        self._stop_accepting()
+        self._abort_all()
+
+    def statistics(self) -> dict[str, int | float]:
+        stats = dict(self._stats)
+        stats["connections"] = len(self._connections)
+        stats["events_per_wakeup"] = stats["events"] / stats["wakeups"] if stats["wakeups"] else 0.0
+        return stats
+
+    # ---- the loop
+
+    def make_poller(self) -> Poller:
+        return self.poller_class()
+
+    def serve_forever(self) -> None:
+        self._poller = self.make_poller()
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        signals = StopSignals(
+            lambda: self._ready.append((self._begin_stop, None)),
+            lambda: self._ready.append((self._stop_now, None)),
+        ).install()
+        try:
+            self.listener.setblocking(False)
+            self._handlers[self.listener.fileno()] = _Listener(self, self.listener)
+            self._handlers[wake_r.fileno()] = _Wakeup(wake_r)
+            self._poller.register(wake_r.fileno(), READ)
+            self._start_accepting()
+            if self.config.idle_timeout_s > 0:
+                self.call_later(min(self.config.idle_timeout_s / 4, 1.0), self._idle_sweep)
+            self.announce()
+            self._run()
+        finally:
+            signals.restore()
+            signal.set_wakeup_fd(old_wakeup)
+            for conn in list(self._connections.values()):
+                conn.abort()
+            for callback, arg in self._ready:  # the connection_lost calls still queued
+                callback(arg)
+            self._ready.clear()
+            self._poller.close()
+            wake_r.close()
+            wake_w.close()
+
+    def _run(self) -> None:
+        wait = self._poller.wait
+        handlers = self._handlers
+        ready = self._ready
+        stats = self._stats
+        monotonic = time.monotonic
+        timeout: float | None = None
+        while True:
+            events = wait(0 if ready else timeout)
+            self.now = monotonic()
+            stats["wakeups"] += 1
+            stats["events"] += len(events)
+            for fd, mask in events:
+                if mask & READ_SIDE:
+                    handler = handlers.get(fd)
+                    if handler is not None:
+                        handler._read_ready()
+                if mask & WRITE_SIDE:
+                    handler = handlers.get(fd)
+                    if handler is not None:
+                        handler._write_ready()
+            # Run only what is queued now: callbacks queued by these run next turn.
+            for _ in range(len(ready)):
+                callback, arg = ready.popleft()
+                callback(arg)
+            timeout = self._run_timers() if self._timers else None
+            if self._stopping and not self._connections and not ready:
+                return

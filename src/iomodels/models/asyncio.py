@@ -1,0 +1,162 @@
+"""asyncio: the same protocol objects on the standard library's event loop, as a peer.
+
+Waiting for data: asyncio's selector loop blocks in the best selector of the
+  platform (epoll here: selectors.DefaultSelector), as our epoll model does,
+  but dispatches through Handle objects and call_soon queues.
+Copying it: _SelectorSocketTransport recv()s (256 KiB max_size) and send()s
+  on non-blocking sockets, on the loop's thread.
+What to watch when measuring: the same wait as our epoll model, so the
+  difference in CPU per request is the cost of asyncio's generality
+  (handles, callbacks, selector key objects) in pure Python.
+Facts that shaped this code:
+  - Our Protocol is an asyncio.Protocol in all but name, so it runs unchanged;
+    a thin wrapper adds what the contract asks of every model: the flow
+    control water marks (64 KiB / 16 KiB), --max-connections, --idle-timeout,
+    and the set of connections that a graceful stop closes.
+  - asyncio already isolates a protocol callback that raises (_fatal_error
+    closes only that transport and logs) and backs off on EMFILE
+    (ACCEPT_RETRY_DELAY, 1 s).
+  - TCP_NODELAY is asyncio's default for TCP transports (3.6+).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from typing import Any
+
+from iomodels.core.protocol import HIGH_WATER, LOW_WATER
+from iomodels.core.server import STOP_SIGNALS, BaseServer
+
+log = logging.getLogger("iomodels")
+
+
+class _Tracked(asyncio.Protocol):
+    """Wraps one of our protocols: limits and bookkeeping, then plain forwarding."""
+
+    __slots__ = ("_server", "_inner", "transport", "last_active", "_seen_buffer")
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._inner: Any = None
+        self.transport: Any = None
+        self.last_active = time.monotonic()
+        self._seen_buffer = 0
+
+    def connection_made(self, transport: Any) -> None:
+        server = self._server
+        limit = server.config.max_connections
+        if server.stopping or (limit and len(server.connections) >= limit):
+            transport.abort()  # --max-connections: accepted and closed at once
+            return
+        self.transport = transport
+        transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        server.connections.add(self)
+        self._inner = server.protocol_factory()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self._server.now
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._inner is None:
+            return
+        self._server.connections.discard(self)
+        self._server.closed.set()
+        self._inner.connection_lost(exc)
+
+
+class Server(BaseServer):
+    name = "asyncio"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set[_Tracked] = set()
+        self.stopping = False
+        self.now = time.monotonic()
+        self.closed: asyncio.Event
+        self._stop: asyncio.Event
+        self._signals = 0
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.new_event_loop()
+
+    def serve_forever(self) -> None:
+        loop = self.new_event_loop()
+        try:
+            loop.run_until_complete(self._main(loop))
+        finally:
+            loop.close()
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("signal %s: stopping (again to exit at once)", signal.Signals(signum).name)
+            self._stop.set()
+        else:
+            log.info("signal %s again: exiting now", signal.Signals(signum).name)
+            for conn in list(self.connections):
+                conn.transport.abort()
+            self.closed.set()
+
+    async def _idle_sweep(self) -> None:
+        idle_s = self.config.idle_timeout_s
+        while True:
+            await asyncio.sleep(min(idle_s / 4, 1.0))
+            self.now = now = time.monotonic()
+            for conn in list(self.connections):
+                pending = conn.transport.get_write_buffer_size()
+                if pending < conn._seen_buffer:  # the peer read some: progress
+                    conn.last_active = now
+                conn._seen_buffer = pending
+                if now - conn.last_active > idle_s:
+                    log.debug("connection idle for %.1f s: closing", idle_s)
+                    conn.transport.abort()
+
+    async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._stop = asyncio.Event()
+        self.closed = asyncio.Event()
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        sweeper = None
+        try:
+            server = await loop.create_server(
+                lambda: _Tracked(self), sock=self.listener, backlog=self.config.backlog
+            )
+            if self.config.idle_timeout_s > 0:
+                sweeper = loop.create_task(self._idle_sweep())
+            self.announce()
+            await self._stop.wait()
+            # Graceful stop: stop accepting, close each connection (asyncio
+            # flushes the write buffer first), abort what is left at the deadline.
+            self.stopping = True
+            server.close()
+            for conn in list(self.connections):
+                conn.transport.close()
+            deadline = loop.time() + self.config.graceful_timeout_s
+            while self.connections and loop.time() < deadline:
+                self.closed.clear()
+                try:
+                    await asyncio.wait_for(self.closed.wait(), deadline - loop.time())
+                except TimeoutError:
+                    break
+            for conn in list(self.connections):
+                conn.transport.abort()
+            await asyncio.sleep(0)  # let connection_lost run
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+            for signum in STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
