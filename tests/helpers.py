@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from iomodels import models
@@ -58,6 +58,7 @@ class Server:
         protocol: str = "echo",
         nofile: int | None = None,
         host: str = "127.0.0.1",
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.model = model
         self.argv = [
@@ -86,9 +87,11 @@ class Server:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(SRC_DIR), str(TESTS_DIR), env.get("PYTHONPATH", "")])
 
-        def preexec() -> None:
+        def before_exec() -> None:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+            if preexec is not None:
+                preexec()
 
         self.proc = subprocess.Popen(
             self.argv,
@@ -97,7 +100,7 @@ class Server:
             stderr=stderr,
             start_new_session=True,
             env=env,
-            preexec_fn=preexec if nofile is not None else None,
+            preexec_fn=before_exec if nofile is not None or preexec is not None else None,
         )
         stderr.close()
         self.pid = self.proc.pid

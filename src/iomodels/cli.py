@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="nonblocking model only: sleep between sweeps, the seed's time.sleep() "
         "(default 0: busy-poll a whole CPU)",
     )
+    serve.add_argument(
+        "--sigio-classic",
+        action="store_true",
+        help="sigio model only: plain SIGIO, which does not say which socket is ready, so every "
+        "signal rescans every connection (the seed's description); default: a realtime signal "
+        "carrying the descriptor",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     sub.add_parser(
@@ -178,6 +185,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         idle_timeout_s=args.idle_timeout,
         graceful_timeout_s=args.graceful_timeout,
         poll_interval_s=args.poll_interval,
+        sigio_classic=args.sigio_classic,
     )
     try:
         return run(config)

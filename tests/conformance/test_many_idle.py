@@ -17,6 +17,7 @@ IDLE = {
     "kqueue": 5000,
     "asyncio": 5000,
     "uvloop": 5000,
+    "sigio": 5000,
     "select": 900,
     "nonblocking": 1000,
 }

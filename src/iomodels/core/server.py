@@ -47,6 +47,7 @@ class ServerConfig:
     idle_timeout_s: float = 0.0  # 0: never
     graceful_timeout_s: float = 5.0
     poll_interval_s: float = 0.0  # nonblocking: sleep between sweeps (the seed's time.sleep)
+    sigio_classic: bool = False  # sigio: plain SIGIO without the descriptor (rescan everything)
 
 
 def raise_nofile_limit() -> int:

@@ -23,6 +23,7 @@ _MODELS: dict[str, tuple[str, str]] = {
     "poll": ("iomodels.models.poll", "readiness loop on select.poll"),
     "epoll": ("iomodels.models.epoll", "readiness loop on select.epoll (Linux)"),
     "kqueue": ("iomodels.models.kqueue", "readiness loop on select.kqueue (BSD, macOS)"),
+    "sigio": ("iomodels.models.sigio", "signal-driven: a realtime signal per arrival, read via signalfd"),
     "asyncio": ("iomodels.models.asyncio", "the same protocols on the stdlib asyncio loop"),
     "uvloop": ("iomodels.models.uvloop", "the same protocols on uvloop (libuv)"),
 }

@@ -68,6 +68,13 @@ class Poller(abc.ABC):
 
     name: str = "?"
     max_fd: int | None = None  # descriptors >= max_fd cannot be watched (select)
+    # Edge-triggered pollers (sigio) report a descriptor when something *arrives*,
+    # not while data remains: the loop then calls maybe_more() when an accept
+    # batch hit its limit (and sigio's connections when a read filled its buffer).
+    edge_triggered: bool = False
+
+    def maybe_more(self, fd: int, events: int) -> None:
+        """Report ``fd`` again at the next wait (edge-triggered pollers only)."""
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -198,23 +205,25 @@ class Connection:
 
     # ---- loop-facing callbacks
 
-    def _read_ready(self) -> None:
+    def _read_ready(self) -> int:
+        """One recv(); returns how many bytes it delivered (0: none, EOF or closed)."""
         if self._reading_paused or self._eof or self._closing:
-            return  # an ERR/HUP or stale event: the write side deals with it
+            return 0  # an ERR/HUP or stale event: the write side deals with it
         try:
             data = self._recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
-            return  # not ready after all: wait again
+            return 0  # not ready after all: wait again
         except OSError as exc:
             self._fatal(exc)
-            return
+            return 0
         if data:
             self.last_active = self._loop.now
             try:
                 self._protocol.data_received(data)
             except Exception as exc:
                 self._protocol_error(exc, "data_received")
-            return
+                return 0
+            return len(data)
         # EOF: the peer half-closed.
         self._eof = True
         self._update_interest()
@@ -222,9 +231,10 @@ class Connection:
             keep_open = self._protocol.eof_received()
         except Exception as exc:
             self._protocol_error(exc, "eof_received")
-            return
+            return 0
         if not keep_open:
             self.close()
+        return 0
 
     def _write_ready(self) -> None:
         buffer = self._buffer
@@ -308,11 +318,12 @@ class Connection:
 class _Listener:
     """The listening socket's handler: accepts in batches."""
 
-    __slots__ = ("_loop", "_accept")
+    __slots__ = ("_accept", "_fd", "_loop")
 
     def __init__(self, loop: ReadinessServer, sock: socket.socket) -> None:
         self._loop = loop
         self._accept = sock.accept
+        self._fd = sock.fileno()
 
     def _read_ready(self) -> None:
         loop = self._loop
@@ -329,6 +340,8 @@ class _Listener:
                     continue
                 raise  # anything else is our bug: let it through (Twisted)
             loop._accepted(sock, peername)
+        if loop._edge_triggered:  # stopped at the batch limit: more may be waiting
+            loop._poller.maybe_more(self._fd, READ)
 
     def _write_ready(self) -> None:
         pass
@@ -357,6 +370,7 @@ class ReadinessServer(BaseServer):
     """A readiness-notification loop; subclasses set ``poller_class``."""
 
     poller_class: type[Poller]
+    connection_class: type[Connection] = Connection
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -366,6 +380,7 @@ class ReadinessServer(BaseServer):
         super().__init__(*args, **kwargs)
         self.now = time.monotonic()
         self._poller: Poller | None = None
+        self._edge_triggered = False
         self._handlers: dict[int, Any] = {}  # fd -> object with _read_ready/_write_ready
         self._connections: dict[int, Connection] = {}  # fd -> connection
         self._ready: deque[tuple[Callable[..., Any], Any]] = deque()  # call_soon queue
@@ -475,7 +490,7 @@ class ReadinessServer(BaseServer):
             return
         sock.setblocking(False)
         configure_accepted(sock)
-        conn = Connection(self, sock, peername)
+        conn = self.connection_class(self, sock, peername)
         try:
             self._poller.register(fd, READ)
         except DescriptorTooLarge:  # a poller with a limit it did not declare in max_fd
@@ -553,6 +568,7 @@ class ReadinessServer(BaseServer):
 
     def serve_forever(self) -> None:
         self._poller = self.make_poller()
+        self._edge_triggered = self._poller.edge_triggered
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
