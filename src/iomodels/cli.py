@@ -163,13 +163,9 @@ def _cmd_models() -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from iomodels.core.server import ServerConfig, run
+    from iomodels.core.server import ServerConfig, configure_logging, run
 
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s iomodels[%(process)d] %(levelname)s %(message)s",
-    )
+    configure_logging(getattr(logging, args.log_level.upper()))
     ok, reason = models.available(args.model)
     if not ok:
         sys.stderr.write(f"iomodels serve: error: model {args.model!r} is not available here: {reason}\n")

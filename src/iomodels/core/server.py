@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import resource
 import signal
 import socket
@@ -95,6 +96,32 @@ def configure_accepted(sock: socket.socket) -> None:
         pass
 
 
+class StderrHandler(logging.Handler):
+    """Log records go to fd 2 with one os.write() each, no Python-level buffer.
+
+    Signal handlers log (they run in the main thread between bytecodes), and
+    the main thread may be inside sys.stderr's BufferedWriter at that moment:
+    a second write into it raises "RuntimeError: reentrant call".  os.write()
+    has no such state, and one call per record keeps lines whole.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+            while data:
+                data = data[os.write(2, data) :]
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(level: int) -> None:
+    handler = StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s iomodels[%(process)d] %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
 class BaseServer:
     """One model's server.  State lives here, never in module globals."""
 
@@ -143,13 +170,14 @@ class StopSignals:
         self._previous: dict[int, object] = {}
 
     def _handler(self, signum: int, frame: object) -> None:
+        # Act first, log second: should the log line fail, the stop still happens.
         self.count += 1
         if self.count == 1:
-            log.info("signal %s: stopping (again to exit at once)", signal.Signals(signum).name)
             self._first()
+            log.info("signal %s: stopping (again to exit at once)", signal.Signals(signum).name)
         else:
-            log.info("signal %s again: exiting now", signal.Signals(signum).name)
             self._again()
+            log.info("signal %s again: exiting now", signal.Signals(signum).name)
 
     def install(self) -> StopSignals:
         for signum in STOP_SIGNALS:

@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
-from iomodels.core.server import STOP_SIGNALS, BaseServer
+from iomodels.core.server import ACCEPT_RESOURCE_ERRNOS, ACCEPT_RETRY_DELAY_S, STOP_SIGNALS, BaseServer
 
 log = logging.getLogger("iomodels")
 
@@ -75,6 +75,7 @@ class _Tracked(asyncio.Protocol):
             return
         self._server.connections.discard(self)
         self._server.closed.set()
+        self._server._exhausted_logged = False
         self._inner.connection_lost(exc)
 
 
@@ -89,6 +90,7 @@ class Server(BaseServer):
         self.closed: asyncio.Event
         self._stop: asyncio.Event
         self._signals = 0
+        self._exhausted_logged = False
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
@@ -125,7 +127,23 @@ class Server(BaseServer):
                     log.debug("connection idle for %.1f s: closing", idle_s)
                     conn.transport.abort()
 
+    def _exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # asyncio (3.11) reports EMFILE on accept once per accept() of its
+        # batch loop, up to `backlog` times a second: log it once per episode.
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in ACCEPT_RESOURCE_ERRNOS:
+            if not self._exhausted_logged:
+                self._exhausted_logged = True
+                log.warning(
+                    "accept: %s; asyncio retries every %.0f s (logged once until a connection closes)",
+                    exc.strerror,
+                    ACCEPT_RETRY_DELAY_S,
+                )
+            return
+        loop.default_exception_handler(context)
+
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.set_exception_handler(self._exception_handler)
         self._stop = asyncio.Event()
         self.closed = asyncio.Event()
         for signum in STOP_SIGNALS:
