@@ -18,6 +18,7 @@ IDLE = {
     "asyncio": 5000,
     "uvloop": 5000,
     "sigio": 5000,
+    "io_uring": 5000,
     "select": 900,
     "nonblocking": 1000,
 }
