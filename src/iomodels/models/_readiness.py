@@ -31,17 +31,14 @@ Facts that shaped this code:
 from __future__ import annotations
 
 import abc
-import heapq
-import itertools
 import logging
 import signal
 import socket
 import time
-from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from iomodels.core.errors import DescriptorTooLarge
+from iomodels.core.loop import CallbackQueue
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
@@ -366,7 +363,7 @@ class _Wakeup:
         pass
 
 
-class ReadinessServer(BaseServer):
+class ReadinessServer(CallbackQueue, BaseServer):
     """A readiness-notification loop; subclasses set ``poller_class``."""
 
     poller_class: type[Poller]
@@ -377,15 +374,12 @@ class ReadinessServer(BaseServer):
         return cls.poller_class.available()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.now = time.monotonic()
+        BaseServer.__init__(self, *args, **kwargs)
+        CallbackQueue.__init__(self)
         self._poller: Poller | None = None
         self._edge_triggered = False
         self._handlers: dict[int, Any] = {}  # fd -> object with _read_ready/_write_ready
         self._connections: dict[int, Connection] = {}  # fd -> connection
-        self._ready: deque[tuple[Callable[..., Any], Any]] = deque()  # call_soon queue
-        self._timers: list[list[Any]] = []  # heap of [deadline, seq, callback, active]
-        self._timer_seq = itertools.count()
         self._accepting = False
         self._accept_paused_why = ""  # "" when not paused
         self._accept_retry: list[Any] | None = None
@@ -393,35 +387,6 @@ class ReadinessServer(BaseServer):
         self._stop_deadline: list[Any] | None = None
         self._done = False
         self._stats = {"wakeups": 0, "events": 0, "accepted": 0, "rejected": 0}
-
-    # ---- timers and callbacks
-
-    def call_soon(self, callback: Callable[..., Any], arg: Any = None) -> None:
-        self._ready.append((callback, arg))
-
-    def call_later(self, delay_s: float, callback: Callable[[], Any]) -> list[Any]:
-        timer = [time.monotonic() + delay_s, next(self._timer_seq), callback, True]
-        heapq.heappush(self._timers, timer)
-        return timer
-
-    @staticmethod
-    def cancel_timer(timer: list[Any] | None) -> None:
-        if timer is not None:
-            timer[3] = False
-
-    def _run_timers(self) -> float | None:
-        """Run due timers; return seconds until the next one (None: none)."""
-        timers = self._timers
-        while timers:
-            deadline, _, callback, active = timers[0]
-            if not active:
-                heapq.heappop(timers)
-                continue
-            if deadline > self.now:
-                return deadline - self.now
-            heapq.heappop(timers)
-            callback()
-        return None
 
     # ---- poller bookkeeping
 

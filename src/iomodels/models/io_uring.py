@@ -81,18 +81,17 @@ Facts that shaped this code (kernel 6.18, this machine; see also uring.py):
 from __future__ import annotations
 
 import errno
-import heapq
 import itertools
 import logging
 import os
 import signal
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from iomodels import uring
+from iomodels.core.loop import CallbackQueue
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
@@ -545,7 +544,7 @@ class Connection:
         self._protocol = None
 
 
-class Server(BaseServer):
+class Server(CallbackQueue, BaseServer):
     """The completion loop: one ring, one enter per turn."""
 
     name = "io_uring"
@@ -578,17 +577,14 @@ class Server(BaseServer):
         return True, details
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.now = time.monotonic()
+        BaseServer.__init__(self, *args, **kwargs)
+        CallbackQueue.__init__(self)
         self._ring: uring.Ring | None = None
         self._pool: uring.BufferRing | None = None
         self._handlers: dict[int, Callable[[int, int], None]] = {}  # user_data -> handler
         self._connections: dict[int, Connection] = {}  # id -> open connection
         self._zombies: dict[int, Connection] = {}  # id -> closed, completions still due
         self._ids = itertools.count(1)
-        self._ready: deque[tuple[Callable[..., Any], Any]] = deque()  # call_soon queue
-        self._timers: list[list[Any]] = []  # heap of [deadline, seq, callback, active]
-        self._timer_seq = itertools.count()
         self._multishot_accept = False
         self._multishot_recv = False
         self._accepting = False  # we want connections
@@ -598,34 +594,6 @@ class Server(BaseServer):
         self._wakeup_armed = False
         self._stopping = False
         self._stats = {"enters": 0, "completions": 0, "submitted": 0, "accepted": 0, "rejected": 0}
-
-    # ---- timers and callbacks (as _readiness)
-
-    def call_soon(self, callback: Callable[..., Any], arg: Any = None) -> None:
-        self._ready.append((callback, arg))
-
-    def call_later(self, delay_s: float, callback: Callable[[], Any]) -> list[Any]:
-        timer = [time.monotonic() + delay_s, next(self._timer_seq), callback, True]
-        heapq.heappush(self._timers, timer)
-        return timer
-
-    @staticmethod
-    def cancel_timer(timer: list[Any] | None) -> None:
-        if timer is not None:
-            timer[3] = False
-
-    def _run_timers(self) -> float | None:
-        timers = self._timers
-        while timers:
-            deadline, _, callback, active = timers[0]
-            if not active:
-                heapq.heappop(timers)
-                continue
-            if deadline > self.now:
-                return deadline - self.now
-            heapq.heappop(timers)
-            callback()
-        return None
 
     # ---- accepting
 
