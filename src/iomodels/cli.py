@@ -133,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser(
+        "bench",
+        add_help=False,
+        help="load generator for echo/upper servers, ours or not (see 'iomodels bench --help')",
+    )
+    sub.add_parser(
+        "compare",
+        add_help=False,
+        help="every model under the same load: table, results.json, charts, report.html "
+        "(see 'iomodels compare --help')",
+    )
+    sub.add_parser(
         "tour",
         help="run the seed's session against every available model",
         description="For each model: serve, send 'hello\\nstraße\\n' through the client, check the "
@@ -195,7 +206,32 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 1
 
 
+# Subcommands with parsers of their own (wrk-style flags such as -c 10 that
+# argparse.REMAINDER would refuse): the rest of the line is handed over as is.
+_DELEGATED = {
+    "bench": "iomodels.loadgen",
+    "compare": "iomodels.report",
+}
+
+
+def _delegate(command: str, argv: list[str]) -> int:
+    import importlib
+
+    try:
+        module = importlib.import_module(_DELEGATED[command])
+    except ImportError as exc:
+        sys.stderr.write(
+            f"iomodels {command}: error: {exc.name or exc} is not installed; "
+            "pip install 'iomodels[measure]'\n"
+        )
+        return EXIT_USAGE
+    return module.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in _DELEGATED:
+        return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _cmd_serve(args)

@@ -1,0 +1,7 @@
+"""``python -m iomodels.loadgen`` == ``iomodels bench``."""
+
+import sys
+
+from iomodels.loadgen import main
+
+sys.exit(main(sys.argv[1:]))

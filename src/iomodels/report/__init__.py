@@ -1,0 +1,197 @@
+"""``iomodels compare``: every model under the same load; results.json, charts, report.html.
+
+Layout: compare.py runs the servers and measures the cells (the method is
+documented there); render.py turns a results document into terminal tables,
+PNG charts and one self-contained report.html.  This module is the command
+line.  ``--quick`` is the README's main job: every available model on the
+whole connection grid in under 3 minutes on a 2-CPU machine, which costs
+precision (1 s windows, one repeat): read its req/s as an order of
+magnitude, its server µs/request as the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from iomodels import models
+from iomodels.loadgen.command import parse_duration
+
+EXIT_USAGE = 2
+
+QUICK = {"duration_s": 1.0, "warmup_s": 1.0, "settle_s": 0.25, "drain_s": 0.5, "timeout_s": 1.0}
+FULL = {"duration_s": 3.0, "warmup_s": 2.0, "settle_s": 0.5, "drain_s": 1.0, "timeout_s": 2.0}
+QUICK_BUDGET_S = 165.0  # --quick must finish under 3 minutes: re-runs stop before this
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"need integers >= 0: {text!r}")
+    return values
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="iomodels compare",
+        description="Run every available model as an echo server (pinned to one CPU) under the same "
+        "closed-loop load (generator on the other CPUs) and compare req/s, latency percentiles, server "
+        "CPU µs per request, memory, threads and descriptors. Writes results.json, PNG charts and a "
+        "self-contained report.html to --out.",
+    )
+    p.add_argument("--quick", action="store_true", help="short windows, one repeat: under 3 minutes")
+    p.add_argument("--models", help="comma-separated models (default: every model of the registry)")
+    p.add_argument(
+        "--connections", type=_int_list, default=[1, 10, 100, 1000], help="grid (default 1,10,100,1000)"
+    )
+    p.add_argument("--msize", type=int, default=1024, help="bytes per request (default 1024)")
+    p.add_argument("--duration", type=parse_duration, help="measured window per cell (default 3s; quick 1s)")
+    p.add_argument("--warmup", type=parse_duration, help="unmeasured load per server (default 2s; quick 1s)")
+    p.add_argument("--repeats", type=int, default=1, help="rounds, interleaved across models (default 1)")
+    p.add_argument(
+        "--idle-sweep",
+        type=_int_list,
+        default=[],
+        metavar="N,N,...",
+        help="also run 10 active + N idle connections for each N (e.g. 0,1000,5000,15000)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="generator processes (default: CPUs - 1, max 4)")
+    p.add_argument("--out", default="report", help="report folder (default ./report)")
+    p.add_argument("--json", action="store_true", help="also print results.json on stdout")
+    p.add_argument(
+        "--noise-threshold",
+        type=float,
+        default=30.0,
+        metavar="PCT",
+        help="re-run a cell once when other processes used more than PCT %% of a CPU (default 30)",
+    )
+    p.add_argument(
+        "--render",
+        metavar="RESULTS_JSON",
+        help="no run: rebuild the tables, charts and report.html from a saved results.json",
+    )
+    return p
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from iomodels.report.compare import Settings
+
+    preset = dict(QUICK if args.quick else FULL)
+    if args.duration is not None:
+        preset["duration_s"] = args.duration
+    if args.warmup is not None:
+        preset["warmup_s"] = args.warmup
+    names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else models.names()
+    unknown = [m for m in names if m not in models.names()]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models.names())}")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        server_cpu: int | None = cpus[0]
+        gen_cpus: list[int] | None = cpus[1:]
+    else:  # one CPU: no pinning can separate them; the report shows nproc
+        server_cpu, gen_cpus = None, None
+    workers = args.workers or max(1, min(4, len(gen_cpus or [0])))
+    return Settings(
+        models=names,
+        connections=args.connections,
+        msize=args.msize,
+        repeats=max(1, args.repeats),
+        idle_sweep=args.idle_sweep,
+        workers=workers,
+        server_cpu=server_cpu,
+        gen_cpus=gen_cpus,
+        noise_threshold=args.noise_threshold,
+        budget_s=QUICK_BUDGET_S if args.quick else None,
+        quick=args.quick,
+        **preset,
+    )
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from iomodels.report.compare import Runner, machine, raise_nofile, results_document
+
+    settings = _settings(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    raise_nofile()
+    info = machine()
+    if settings.gen_cpus:
+        os.sched_setaffinity(0, set(settings.gen_cpus))  # this thread: off the server's CPU
+    console = Console(stderr=True)
+    started = time.monotonic()
+    runner = Runner(settings, out)
+    with Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("starting", total=runner.steps())
+        runner.progress = lambda desc: progress.update(task, description=desc)
+        runner.advance = lambda: progress.advance(task)
+        runner.run()
+        progress.update(task, description="done")
+    command = "iomodels compare" + (" " + shlex.join(argv) if argv else "")
+    return results_document(settings, runner.cells, command, time.monotonic() - started, info)
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    from iomodels.report import render
+
+    console = Console(stderr=args.json)
+    if not console.is_terminal:
+        console = Console(stderr=args.json, width=200)  # logs and pipes: do not wrap the table
+    if args.render:
+        try:
+            with open(args.render) as f:
+                doc = json.load(f)
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(f"iomodels compare: error: cannot read {args.render}: {exc}\n")
+            return 1
+    else:
+        try:
+            doc = _run(args, argv)
+        except ValueError as exc:
+            sys.stderr.write(f"iomodels compare: error: {exc}\n")
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            sys.stderr.write("iomodels compare: interrupted\n")
+            return 130
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.render:
+        (out / "results.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    html_path = render.render(doc, out)
+    render.terminal_tables(doc, console)
+    console.print(
+        f"{doc.get('command', '')}: {doc.get('elapsed_s', '?')} s; wrote {out / 'results.json'}, "
+        f"{html_path} and the charts"
+    )
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    return 1 if any(c.get("status") == "error" for c in doc["cells"]) else 0
+
+
+__all__ = ["main"]
