@@ -94,8 +94,22 @@ except ImportError:  # pragma: no cover - documented dependency
 HOST = "127.0.0.1"  # loopback only, on purpose
 REPO = Path(__file__).resolve().parent.parent
 PROFILE_TOOLS = ("pyspy", "pyspynative", "strace", "perfsys", "perfstat", "perfrecord")
-SYSCALLS = ("recvfrom", "sendto", "epoll_wait", "epoll_pwait", "epoll_ctl", "read", "write",
-            "readv", "writev", "recvmsg", "sendmsg", "accept4", "getpid", "futex")
+SYSCALLS = (
+    "recvfrom",
+    "sendto",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_ctl",
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "recvmsg",
+    "sendmsg",
+    "accept4",
+    "getpid",
+    "futex",
+)
 
 
 # --------------------------------------------------------------------------
@@ -275,14 +289,30 @@ class ServerProc:
     def __init__(self, python: str, model: str, extra: list[str], log_path: Path) -> None:
         self.model = model
         self.log_path = log_path
-        self.log = open(log_path, "w")
-        cmd = [python, "-m", "iomodels", "serve", "--model", model, "--protocol", "echo",
-               "--host", HOST, "--port", "0", "--log-level", "warning", *extra]
+        self.log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
+        cmd = [
+            python,
+            "-m",
+            "iomodels",
+            "serve",
+            "--model",
+            model,
+            "--protocol",
+            "echo",
+            "--host",
+            HOST,
+            "--port",
+            "0",
+            "--log-level",
+            "warning",
+            *extra,
+        ]
         env = dict(os.environ)
         src = str(REPO / "src")
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, env=env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self.log, env=env, start_new_session=True
+        )
         self.pid = self.proc.pid
         self.port = self._ready(10.0)
         self.ps = psutil.Process(self.pid)
@@ -365,19 +395,37 @@ def profile_cmd(tool: str, pid: int, out: Path, rate: int) -> list[str]:
     if tool in ("pyspy", "pyspynative"):
         exe = Path(sys.executable).with_name("py-spy")
         native = ["--native"] if tool == "pyspynative" else []
-        return [str(exe) if exe.exists() else "py-spy", "record", *native, "-r", str(rate),
-                "-f", "raw", "-o", str(out), "-p", str(pid)]
+        return [
+            str(exe) if exe.exists() else "py-spy",
+            "record",
+            *native,
+            "-r",
+            str(rate),
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+            "-p",
+            str(pid),
+        ]
     if tool == "strace":
         return ["strace", "-c", "-f", "-o", str(out), "-p", str(pid)]
     if tool == "perfsys":  # syscall tracepoints, counted in the kernel: cheap, unlike strace
         events = ",".join(["raw_syscalls:sys_enter", *(f"syscalls:sys_enter_{n}" for n in SYSCALLS)])
         return ["perf", "stat", "-x", ",", "-e", events, "-o", str(out), "-p", str(pid)]
     if tool == "perfstat":
-        return ["perf", "stat", "-e", "task-clock,context-switches,cpu-migrations,page-faults",
-                "-o", str(out), "-p", str(pid)]
+        return [
+            "perf",
+            "stat",
+            "-e",
+            "task-clock,context-switches,cpu-migrations,page-faults",
+            "-o",
+            str(out),
+            "-p",
+            str(pid),
+        ]
     if tool == "perfrecord":
-        return ["perf", "record", "-e", "cpu-clock", "-F", str(rate), "-g", "-o", str(out),
-                "-p", str(pid)]
+        return ["perf", "record", "-e", "cpu-clock", "-F", str(rate), "-g", "-o", str(out), "-p", str(pid)]
     raise ValueError(tool)
 
 
@@ -428,7 +476,8 @@ def summarize_strace(path: Path, requests: int) -> dict:
         "syscalls": total,
         "per_request": round(total / requests, 3) if requests else None,
         "by_name": {k: round(v / requests, 3) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])}
-        if requests else {},
+        if requests
+        else {},
     }
 
 
@@ -444,19 +493,50 @@ def summarize_perfsys(path: Path, requests: int) -> dict:
         "requests": requests,
         "syscalls": total,
         "per_request": round(total / requests, 3) if requests else None,
-        "by_name": {k: round(v / requests, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
-                    if v} if requests else {},
+        "by_name": {k: round(v / requests, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v}
+        if requests
+        else {},
     }
 
 
 def summarize_perfrecord(path: Path) -> dict:
     try:
         out = subprocess.run(
-            ["perf", "report", "-i", str(path), "--no-children", "--sort", "dso", "--stdio",
-             "-q", "-g", "none"], capture_output=True, text=True, timeout=120).stdout
+            [
+                "perf",
+                "report",
+                "-i",
+                str(path),
+                "--no-children",
+                "--sort",
+                "dso",
+                "--stdio",
+                "-q",
+                "-g",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
         sym = subprocess.run(
-            ["perf", "report", "-i", str(path), "--no-children", "--sort", "dso,sym", "--stdio",
-             "-q", "-g", "none"], capture_output=True, text=True, timeout=120).stdout
+            [
+                "perf",
+                "report",
+                "-i",
+                str(path),
+                "--no-children",
+                "--sort",
+                "dso,sym",
+                "--stdio",
+                "-q",
+                "-g",
+                "none",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": repr(exc)}
     dso = [ln.strip() for ln in out.splitlines() if ln.strip()][:10]
@@ -471,7 +551,7 @@ def summarize_perfrecord(path: Path) -> dict:
 def percentile(sorted_vals: list[int], q: float) -> float:
     if not sorted_vals:
         return float("nan")
-    return sorted_vals[min(len(sorted_vals) - 1, int(round(q * (len(sorted_vals) - 1))))]
+    return sorted_vals[min(len(sorted_vals) - 1, round(q * (len(sorted_vals) - 1)))]
 
 
 def cpu_ticks() -> dict[int, list[int]]:
@@ -487,8 +567,9 @@ def cpu_ticks() -> dict[int, list[int]]:
 
 def run_cell(args, model: str, round_no: int) -> dict:
     logdir = Path(args.profile_dir or "/tmp")
-    server = ServerProc(args.python, model, args.server_arg or [],
-                        logdir / f"echo_bench-{model}-{os.getpid()}.log")
+    server = ServerProc(
+        args.python, model, args.server_arg or [], logdir / f"echo_bench-{model}-{os.getpid()}.log"
+    )
     gen = None
     tool = None
     result: dict = {"model": model, "round": round_no}
@@ -501,15 +582,25 @@ def run_cell(args, model: str, round_no: int) -> dict:
         server.pin(args.server_cpu)
         out = None
         if args.profile:
-            ext = {"pyspy": "txt", "pyspynative": "txt", "strace": "txt", "perfsys": "csv", "perfstat": "txt",
-                   "perfrecord": "data"}
+            ext = {
+                "pyspy": "txt",
+                "pyspynative": "txt",
+                "strace": "txt",
+                "perfsys": "csv",
+                "perfstat": "txt",
+                "perfrecord": "data",
+            }
             out = Path(args.profile_dir) / f"{args.profile}-{model}.{ext[args.profile]}"
-            tool = subprocess.Popen(profile_cmd(args.profile, server.pid, out, args.rate),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            tool = subprocess.Popen(
+                profile_cmd(args.profile, server.pid, out, args.rate),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             time.sleep(args.attach_delay)  # the server is idle: nothing is lost
             if tool.poll() is not None:
-                raise RuntimeError(f"{args.profile} exited at once: "
-                                   f"{tool.stderr.read().decode(errors='replace')[-500:]}")
+                raise RuntimeError(
+                    f"{args.profile} exited at once: {tool.stderr.read().decode(errors='replace')[-500:]}"
+                )
         cpu0, cs0, usr0 = server.counters()
         st0 = cpu_ticks()
         m = gen.phase(args.duration, record=True)
@@ -527,7 +618,7 @@ def run_cell(args, model: str, round_no: int) -> dict:
         lat = sorted(m.pop("lat_ns"))
         req = m["requests"]
         hz = os.sysconf("SC_CLK_TCK")
-        delta = {c: [b - a for a, b in zip(st0[c], st1[c])] for c in st1 if c in st0}
+        delta = {c: [b - a for a, b in zip(st0[c], st1[c], strict=False)] for c in st1 if c in st0}
         if args.server_cpu is not None and args.server_cpu in delta:
             d = delta[args.server_cpu]
             busy = (sum(d) - d[3] - d[4]) / hz  # everything but idle and iowait
@@ -578,12 +669,19 @@ def run_cell(args, model: str, round_no: int) -> dict:
 # --------------------------------------------------------------------------
 
 
-COLS = [("req/s", "req_per_s", "{:.0f}"), ("srv CPU%", "srv_cpu_pct", "{:.0f}"),
-        ("srv us/req", "srv_us_per_req", "{:.2f}"), ("usr", "srv_user_us_per_req", "{:.2f}"),
-        ("sys", "srv_sys_us_per_req", "{:.2f}"), ("srv vcsw/req", "srv_vcsw_per_req", "{:.3f}"),
-        ("sirq us/req", "srv_cpu_softirq_us_per_req", "{:.2f}"),
-        ("foreign%", "srv_cpu_foreign_pct", "{:.0f}"), ("p50 us", "p50_us", "{:.0f}"), ("p99 us", "p99_us", "{:.0f}"),
-        ("gen CPU%", "gen_cpu_pct", "{:.0f}")]
+COLS = [
+    ("req/s", "req_per_s", "{:.0f}"),
+    ("srv CPU%", "srv_cpu_pct", "{:.0f}"),
+    ("srv us/req", "srv_us_per_req", "{:.2f}"),
+    ("usr", "srv_user_us_per_req", "{:.2f}"),
+    ("sys", "srv_sys_us_per_req", "{:.2f}"),
+    ("srv vcsw/req", "srv_vcsw_per_req", "{:.3f}"),
+    ("sirq us/req", "srv_cpu_softirq_us_per_req", "{:.2f}"),
+    ("foreign%", "srv_cpu_foreign_pct", "{:.0f}"),
+    ("p50 us", "p50_us", "{:.0f}"),
+    ("p99 us", "p99_us", "{:.0f}"),
+    ("gen CPU%", "gen_cpu_pct", "{:.0f}"),
+]
 
 
 def median_table(models: list[str], cells: list[dict]) -> tuple[str, dict]:
@@ -592,8 +690,7 @@ def median_table(models: list[str], cells: list[dict]) -> tuple[str, dict]:
         mine = [c for c in cells if c["model"] == model and "error" not in c]
         if not mine:
             continue
-        med[model] = {key: statistics.median(c.get(key, float("nan")) for c in mine)
-                      for _, key, _ in COLS}
+        med[model] = {key: statistics.median(c.get(key, float("nan")) for c in mine) for _, key, _ in COLS}
         med[model]["rounds"] = len(mine)
     base = med.get("epoll", {}).get("srv_us_per_req")
     head = ["model", *[c[0] for c in COLS], "us/req vs epoll", "rounds"]
@@ -602,16 +699,19 @@ def median_table(models: list[str], cells: list[dict]) -> tuple[str, dict]:
         rel = f"{v['srv_us_per_req'] / base:.2f}x" if base else "-"
         rows.append([model, *[fmt.format(v[key]) for _, key, fmt in COLS], rel, str(v["rounds"])])
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths)))]
-    for r in rows:
-        lines.append("  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in enumerate(zip(r, widths))))
+
+    def fmt_row(cells: list[str]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in pairs)
+
+    lines = [fmt_row(head)] + [fmt_row(r) for r in rows]
     return "\n".join(lines), med
 
 
 def machine() -> dict:
     cpu = ""
     try:
-        for line in open("/proc/cpuinfo"):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -623,13 +723,23 @@ def machine() -> dict:
     for f in sorted((REPO / "src" / "iomodels").rglob("*.py")):  # the code actually measured
         digest.update(f.read_bytes())
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=5).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         head = ""
-    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
-            "python": platform.python_version(), "loadavg": os.getloadavg(),
-            "git_head": head, "src_sha256": digest.hexdigest()[:12]}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg": os.getloadavg(),
+        "git_head": head,
+        "src_sha256": digest.hexdigest()[:12],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -638,22 +748,33 @@ def main(argv: list[str] | None = None) -> int:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--models", default="epoll,asyncio,uvloop",
-                    help="comma-separated models (default epoll,asyncio,uvloop)")
+    ap.add_argument(
+        "--models",
+        default="epoll,asyncio,uvloop",
+        help="comma-separated models (default epoll,asyncio,uvloop)",
+    )
     ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell (default 5)")
     ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds of load first (default 1)")
     ap.add_argument("--connections", type=int, default=100, help="concurrent connections (default 100)")
     ap.add_argument("--msize", type=int, default=1024, help="bytes per request (default 1024)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds of every model (default 3)")
     ap.add_argument("--workers", type=int, default=1, help="load generator processes (default 1)")
-    ap.add_argument("--server-cpu", type=int, default=0, help="CPU for the server; -1: no pinning (default 0)")
-    ap.add_argument("--client-cpu", type=int, default=1, help="CPU for the generator; -1: no pinning (default 1)")
-    ap.add_argument("--python", default=sys.executable, help="interpreter that runs the server (default: this one)")
+    ap.add_argument(
+        "--server-cpu", type=int, default=0, help="CPU for the server; -1: no pinning (default 0)"
+    )
+    ap.add_argument(
+        "--client-cpu", type=int, default=1, help="CPU for the generator; -1: no pinning (default 1)"
+    )
+    ap.add_argument(
+        "--python", default=sys.executable, help="interpreter that runs the server (default: this one)"
+    )
     ap.add_argument("--server-arg", action="append", help="extra argument for 'iomodels serve' (repeatable)")
     ap.add_argument("--json", metavar="FILE", help="write the machine, every cell and the medians as JSON")
     ap.add_argument("--profile", choices=PROFILE_TOOLS, help="attach this tool to the server for the window")
     ap.add_argument("--profile-dir", default=None, help="where profiles (and server logs) go (default /tmp)")
-    ap.add_argument("--attach-delay", type=float, default=1.5, help="idle seconds after attaching (default 1.5)")
+    ap.add_argument(
+        "--attach-delay", type=float, default=1.5, help="idle seconds after attaching (default 1.5)"
+    )
     ap.add_argument("--rate", type=int, default=250, help="py-spy / perf sampling rate in Hz (default 250)")
     args = ap.parse_args(argv)
 
@@ -670,16 +791,21 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.client_cpu})  # this orchestrating process too
 
     info = machine()
-    print(f"# {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}, Python {info['python']}, "
-          f"loadavg {info['loadavg'][0]:.2f}, git {info['git_head']} src sha256 {info['src_sha256']}",
-          flush=True)
-    print(f"# models={','.join(models)} connections={args.connections} msize={args.msize} "
-          f"duration={args.duration}s warmup={args.warmup}s repeats={args.repeats} "
-          f"workers={args.workers} server-cpu={args.server_cpu} client-cpu={args.client_cpu}"
-          + (f" profile={args.profile}" if args.profile else ""), flush=True)
+    print(
+        f"# {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}, Python {info['python']}, "
+        f"loadavg {info['loadavg'][0]:.2f}, git {info['git_head']} src sha256 {info['src_sha256']}",
+        flush=True,
+    )
+    print(
+        f"# models={','.join(models)} connections={args.connections} msize={args.msize} "
+        f"duration={args.duration}s warmup={args.warmup}s repeats={args.repeats} "
+        f"workers={args.workers} server-cpu={args.server_cpu} client-cpu={args.client_cpu}"
+        + (f" profile={args.profile}" if args.profile else ""),
+        flush=True,
+    )
     cells = []
     for r in range(args.repeats):
-        order = models[r % len(models):] + models[: r % len(models)]  # rotate: no fixed slot
+        order = models[r % len(models) :] + models[: r % len(models)]  # rotate: no fixed slot
         for model in order:
             try:
                 cell = run_cell(args, model, r)
@@ -687,8 +813,11 @@ def main(argv: list[str] | None = None) -> int:
                 cell = {"model": model, "round": r, "error": repr(exc)}
                 print(f"round {r} {model}: ERROR {exc!r}", flush=True)
             else:
-                print(f"round {r} {model:10s} " + "  ".join(
-                    f"{name}={fmt.format(cell[key])}" for name, key, fmt in COLS), flush=True)
+                print(
+                    f"round {r} {model:10s} "
+                    + "  ".join(f"{name}={fmt.format(cell[key])}" for name, key, fmt in COLS),
+                    flush=True,
+                )
                 prof = cell.get("profile")
                 if isinstance(prof, dict) and "self" in prof:
                     print(f"  py-spy {prof['samples']} samples; self %:")
@@ -698,8 +827,10 @@ def main(argv: list[str] | None = None) -> int:
                     for f, p in prof["total"]:
                         print(f"    {p:5.1f}  {f}")
                 elif isinstance(prof, dict) and "per_request" in prof:
-                    print(f"  {args.profile}: {prof['syscalls']} syscalls / {prof['requests']} requests "
-                          f"= {prof['per_request']} per request: {prof['by_name']}")
+                    print(
+                        f"  {args.profile}: {prof['syscalls']} syscalls / {prof['requests']} requests "
+                        f"= {prof['per_request']} per request: {prof['by_name']}"
+                    )
                 elif isinstance(prof, dict) and "by_dso" in prof:
                     print("  perf record, self % by DSO:\n    " + "\n    ".join(prof["by_dso"]))
                     print("  top symbols:\n    " + "\n    ".join(prof["top_symbols"]))
@@ -708,7 +839,9 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.flush()
             cells.append(cell)
     table, med = median_table(models, cells)
-    print(f"\nmedians over {args.repeats} round(s)" + (" (PERTURBED by the profiler)" if args.profile else ""))
+    print(
+        f"\nmedians over {args.repeats} round(s)" + (" (PERTURBED by the profiler)" if args.profile else "")
+    )
     print(table)
     if args.json:
         with open(args.json, "w") as f:

@@ -577,14 +577,19 @@ class ReadinessServer(CallbackQueue, BaseServer):
             stats["wakeups"] += 1
             stats["events"] += len(events)
             for fd, mask in events:
+                handler = handlers.get(fd)
+                if handler is None:
+                    continue  # closed earlier in this turn
+                if mask == READ:  # the common case first: one test, one call
+                    handler._read_ready()
+                    continue
                 if mask & READ_SIDE:
-                    handler = handlers.get(fd)
-                    if handler is not None:
-                        handler._read_ready()
+                    handler._read_ready()
+                    handler = handlers.get(fd)  # the read may have closed it
+                    if handler is None:
+                        continue
                 if mask & WRITE_SIDE:
-                    handler = handlers.get(fd)
-                    if handler is not None:
-                        handler._write_ready()
+                    handler._write_ready()
             # Run only what is queued now: callbacks queued by these run next turn.
             for _ in range(len(ready)):
                 callback, arg = ready.popleft()
