@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(see 'iomodels compare --help')",
     )
     sub.add_parser(
+        "claims",
+        add_help=False,
+        help="check the seed's claims: an experiment, a verdict and a figure each "
+        "(see 'iomodels claims --help')",
+    )
+    sub.add_parser(
         "tour",
         help="run the seed's session against every available model",
         description="For each model: serve, send 'hello\\nstraße\\n' through the client, check the "
@@ -211,6 +217,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 _DELEGATED = {
     "bench": "iomodels.loadgen",
     "compare": "iomodels.report",
+    "claims": "iomodels.claims",
 }
 
 

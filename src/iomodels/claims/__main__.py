@@ -1,0 +1,5 @@
+import sys
+
+from iomodels.claims.runner import main
+
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,161 @@
+# ruff: noqa: RUF001 - the quotes are the seed's exact Chinese, full-width punctuation included
+"""Claim 10: the event-driven model mixes detecting events and responding to them.
+
+Experiment: a server with the ``Burn`` protocol (claims/protocols.py: echo,
+but a request starting with HEAVY costs 50 ms of CPU inside data_received).
+LIGHT connections in a closed loop (64-byte echo) measure their latency,
+first alone, then while one more client sends HEAVY requests back to back.
+On ``epoll`` the heavy handler runs on the loop's only thread, so every
+light request behind it waits; on ``threads`` it runs on its own thread
+(CPython's GIL still switches every 5 ms, sys.getswitchinterval()).
+The third variant, the handler offloaded to a worker pool, needs the
+protocol API to let a handler finish on another thread (a thread-safe
+``write``/``call_soon_threadsafe``); it has no such call yet, so that part
+is reported as not measurable.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from typing import Any
+
+from iomodels.claims.base import DOES_NOT_HOLD, HOLDS, PARTLY, Verdict, fmt_us, not_measurable, unmeasurable
+from iomodels.claims.lab import Lab, connect, roundtrip, trim
+from iomodels.claims.protocols import BURN_S, HEAVY
+
+ID = "10"
+TITLE = "event loop: a heavy response is a disaster"
+QUOTE_ZH = "其次，该模型将事件探测和事件响应夹杂在一起，一旦事件响应的执行体庞大，则对整个模型是灾难性的。"
+QUOTE_EN = (
+    "Second, the model mixes detecting events and responding to them: once the body of a response "
+    "is large, it is a disaster for the whole model."
+)
+MEASURES = (
+    "light clients' p99 while one request burns 50 ms of CPU: epoll vs threads (worker-pool variant: not yet)"
+)
+
+PROTOCOL = "iomodels.claims.protocols:Burn"
+MODELS = ("epoll", "threads")
+LIGHT = 4
+OFFLOAD_NOT_MEASURABLE = (
+    "the protocol API has no way to finish a request on another thread (no thread-safe write or "
+    "call_soon_threadsafe on the transport), so a worker-pool offload cannot be written as a protocol yet"
+)
+
+# verdict thresholds
+HURT = 0.5  # epoll's light p99 under heavy load >= this share of the burn: light requests waited
+SPARED = 0.5  # threads' light p99 at most this share of epoll's: the other model spares them
+
+
+class HeavyClient:
+    """A child process sending HEAVY requests back to back until stopped.
+
+    A process, not a thread: the load generator forks its workers while this
+    client runs, and a fork while another thread sits in getaddrinfo() or
+    any libc lock leaves the child deadlocked (seen here: the worker never
+    answered)."""
+
+    def __init__(self, port: int) -> None:
+        ctx = mp.get_context("fork")
+        self.port = port
+        self._sent = ctx.Value("i", 0)
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(target=self._run, args=(port, self._sent, self._stop), daemon=True)
+        self.error: str | None = None
+
+    @staticmethod
+    def _run(port: int, sent, stop) -> None:
+        msg = HEAVY + b"-" * 59
+        with connect(port, timeout_s=10) as sock:
+            while not stop.is_set():
+                roundtrip(sock, msg)
+                with sent.get_lock():
+                    sent.value += 1
+
+    @property
+    def sent(self) -> int:
+        return self._sent.value
+
+    def __enter__(self) -> HeavyClient:
+        self._proc.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+        if self._proc.exitcode not in (0, None):
+            self.error = f"heavy client exited with {self._proc.exitcode}"
+
+
+def run(lab: Lab, quick: bool) -> dict[str, Any]:
+    why = lab.unavailable(*MODELS)
+    if why:
+        return not_measurable(why)
+    duration = 1.5 if quick else 4.0
+    out: dict[str, Any] = {
+        "burn_ms": BURN_S * 1000,
+        "light": LIGHT,
+        "offload_not_measurable": OFFLOAD_NOT_MEASURABLE,
+    }
+    for model in MODELS:
+        with lab.server(model, protocol=PROTOCOL) as server:
+            lab.progress(f"{model}: light clients alone")
+            alone = trim(lab.load(server, LIGHT, duration_s=duration, msize=64))
+            lab.progress(f"{model}: light clients + one heavy client")
+            with HeavyClient(server.port) as heavy:
+                loaded = trim(lab.load(server, LIGHT, duration_s=duration, msize=64))
+            out[model] = {
+                "alone": alone,
+                "with_heavy": loaded,
+                "heavy_requests": heavy.sent,
+                "heavy_error": heavy.error,
+            }
+    return out
+
+
+def verdict(numbers: dict[str, Any]) -> Verdict:
+    if (v := unmeasurable(numbers)) is not None:
+        return v
+    burn_us = numbers["burn_ms"] * 1000
+    e = numbers["epoll"]["with_heavy"]["p99_us"] or 0
+    t = numbers["threads"]["with_heavy"]["p99_us"] or 0
+    e0 = numbers["epoll"]["alone"]["p99_us"]
+    key = (
+        f"light p99 with a 50 ms request: epoll {fmt_us(e)} (alone {fmt_us(e0)}), threads {fmt_us(t)}; "
+        "worker-pool offload: not measurable yet"
+    )
+    rule = (
+        f"Thresholds: epoll's light p99 >= {HURT:g}x the burn ({fmt_us(HURT * burn_us)}) means the light "
+        f"requests waited for the heavy one; threads' <= {SPARED:g}x epoll's means another model spares "
+        f"them. Offload part not measurable: {numbers['offload_not_measurable']}."
+    )
+    hurt = e >= HURT * burn_us
+    if hurt and t <= SPARED * e:
+        return Verdict(HOLDS, key, "The heavy handler stalled the event loop, not the threads. " + rule)
+    if hurt:
+        return Verdict(PARTLY, key, "epoll stalled, but threads were hurt as much (the GIL). " + rule)
+    return Verdict(DOES_NOT_HOLD, key, "Light requests did not wait for the heavy one on epoll. " + rule)
+
+
+def figure(numbers: dict[str, Any], path) -> bool:
+    if numbers.get("not_measurable"):
+        return False
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    xs = range(len(MODELS))
+    for k, (phase, colour) in enumerate((("alone", "#27ae60"), ("with_heavy", "#c0392b"))):
+        vals = [(numbers[m][phase]["p99_us"] or 0) / 1000 for m in MODELS]
+        ax.bar([x + 0.38 * k for x in xs], vals, width=0.38, color=colour, label=phase.replace("_", " "))
+    ax.axhline(numbers["burn_ms"], color="k", ls="--", lw=1, label="one heavy request's CPU")
+    ax.set_xticks([x + 0.19 for x in xs], MODELS)
+    ax.set_ylabel(f"p99 of {numbers['light']} light clients (ms)")
+    ax.legend(fontsize=8)
+    ax.set_title("Claim 10: one 50 ms request among light ones")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
