@@ -37,3 +37,34 @@ class Recording(Protocol):
 
         self.calls.append("CL")
         logging.getLogger("iomodels").info("recording: %s", " ".join(self.calls))
+
+
+class Offloading(Protocol):
+    """``sleep:S`` runs time.sleep(S) through transport.run_in_worker, then
+    replies ``slept:S``; ``boom`` makes the worker raise, and the reply is
+    ``failed:<error>``; anything else is echoed at once."""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        import time
+
+        if data.startswith(b"sleep:"):
+            seconds = float(data[6:].decode())
+            self.transport.run_in_worker(time.sleep, seconds, done=lambda f: self._slept(f, data[6:]))
+        elif data.startswith(b"boom"):
+            self.transport.run_in_worker(_raise, done=self._failed)
+        else:
+            self.transport.write(data)
+
+    def _slept(self, future, arg: bytes) -> None:
+        future.result()
+        self.transport.write(b"slept:" + arg)
+
+    def _failed(self, future) -> None:
+        self.transport.write(f"failed:{future.exception()}".encode())
+
+
+def _raise() -> None:
+    raise ValueError("raised in a worker")

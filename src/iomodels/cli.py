@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 0: busy-poll a whole CPU)",
     )
     serve.add_argument(
+        "--offload-workers",
+        type=_at_least(1),
+        default=4,
+        metavar="N",
+        help="threads behind transport.run_in_worker(), started on first use (default 4)",
+    )
+    serve.add_argument(
         "--sigio-classic",
         action="store_true",
         help="sigio model only: plain SIGIO, which does not say which socket is ready, so every "
@@ -199,6 +206,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         graceful_timeout_s=args.graceful_timeout,
         poll_interval_s=args.poll_interval,
         sigio_classic=args.sigio_classic,
+        offload_workers=args.offload_workers,
     )
     try:
         return run(config)

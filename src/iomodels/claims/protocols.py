@@ -34,3 +34,15 @@ class Burn(Protocol):
         if data.startswith(HEAVY):
             burn(BURN_S)
         self.transport.write(data)
+
+
+class BurnOffloaded(Burn):
+    """Burn, with the heavy work handed to the server's worker pool
+    (transport.run_in_worker): the loop goes on serving light requests, and
+    the reply is written back on the loop when the work is done."""
+
+    def data_received(self, data: bytes) -> None:
+        if data.startswith(HEAVY):
+            self.transport.run_in_worker(burn, BURN_S, done=lambda _future: self.transport.write(data))
+            return
+        self.transport.write(data)

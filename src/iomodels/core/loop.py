@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,9 +27,20 @@ class CallbackQueue:
         self._ready: deque[tuple[Callable[..., Any], Any]] = deque()  # call_soon queue
         self._timers: list[Timer] = []  # heap of [deadline, seq, callback, active]
         self._timer_seq = itertools.count()  # FIFO among timers with equal deadlines
+        self._wake_w: socket.socket | None = None  # set by the owner while its loop runs
 
     def call_soon(self, callback: Callable[..., Any], arg: Any = None) -> None:
         self._ready.append((callback, arg))
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], arg: Any = None) -> None:
+        """call_soon from another thread: queue, then wake the loop's wait."""
+        self._ready.append((callback, arg))  # deque.append is atomic
+        wake = self._wake_w
+        if wake is not None:
+            try:
+                wake.send(b"\0")  # the signal wakeup socket: the loop drains it
+            except OSError:  # full (a wake-up is already pending) or closing
+                pass
 
     def call_later(self, delay_s: float, callback: Callable[[], Any]) -> Timer:
         timer = [time.monotonic() + delay_s, next(self._timer_seq), callback, True]

@@ -17,6 +17,10 @@ The contract is a state machine (CPython asyncio/protocols.py):
   reacts by pausing reading: back-pressure without any work in the protocol.
 
 A callback that raises closes its own connection (traceback logged); nothing else.
+
+Expensive work goes through ``transport.run_in_worker(func, *args, done=cb)``:
+``func`` runs on a worker thread, ``cb(future)`` back on the connection's
+loop thread (see core/offload.py).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Transport(_TypingProtocol):
     def resume_reading(self) -> None: ...
     def get_extra_info(self, name: str, default: Any = None) -> Any: ...
     def get_write_buffer_size(self) -> int: ...
+    def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None: ...
 
 
 class Protocol:

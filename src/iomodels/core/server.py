@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from iomodels.core.offload import WorkerPool
 from iomodels.core.protocol import Protocol
 
 log = logging.getLogger("iomodels")
@@ -49,6 +50,7 @@ class ServerConfig:
     graceful_timeout_s: float = 5.0
     poll_interval_s: float = 0.0  # nonblocking: sleep between sweeps (the seed's time.sleep)
     sigio_classic: bool = False  # sigio: plain SIGIO without the descriptor (rescan everything)
+    offload_workers: int = 4  # threads behind transport.run_in_worker (core/offload.py)
 
 
 def raise_nofile_limit() -> int:
@@ -138,6 +140,7 @@ class BaseServer:
         self.protocol_factory = protocol_factory
         self.listener = listener
         self._announce = announce
+        self.workers = WorkerPool(config.offload_workers)  # transport.run_in_worker()
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -208,6 +211,7 @@ def run(config: ServerConfig) -> int:
     try:
         server.serve_forever()
     finally:
+        server.workers.shutdown()
         listener.close()
     log.info("stopped")
     return 0

@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any
 
+from iomodels.core.offload import run_inline
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_RETRY_DELAY_S,
@@ -108,6 +109,12 @@ class BlockingTransport:
 
     def get_write_buffer_size(self) -> int:
         return 0
+
+    def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None:
+        """Inline: this connection's thread is already its own worker (core/offload.py)."""
+        future = run_inline(func, *args)
+        if done is not None and not self._closing:
+            done(future)
 
 
 def _timeval(seconds: float) -> bytes:

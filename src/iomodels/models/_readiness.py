@@ -39,6 +39,7 @@ from typing import Any
 
 from iomodels.core.errors import DescriptorTooLarge
 from iomodels.core.loop import CallbackQueue
+from iomodels.core.offload import LoopWorkerMixin
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
@@ -94,7 +95,7 @@ class Poller(abc.ABC):
         pass
 
 
-class Connection:
+class Connection(LoopWorkerMixin):
     """A transport over one non-blocking socket, driven by the loop."""
 
     __slots__ = (
@@ -537,6 +538,7 @@ class ReadinessServer(CallbackQueue, BaseServer):
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
         wake_w.setblocking(False)
+        self._wake_w = wake_w  # call_soon_threadsafe() wakes the wait through it too
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         signals = StopSignals(
             lambda: self._ready.append((self._begin_stop, None)),
@@ -561,6 +563,7 @@ class ReadinessServer(CallbackQueue, BaseServer):
                 callback(arg)
             self._ready.clear()
             self._poller.close()
+            self._wake_w = None
             wake_r.close()
             wake_w.close()
 

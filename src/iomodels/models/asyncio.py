@@ -33,6 +33,58 @@ from iomodels.core.server import ACCEPT_RESOURCE_ERRNOS, ACCEPT_RETRY_DELAY_S, S
 log = logging.getLogger("iomodels")
 
 
+class _Transport:
+    """What our protocols see on asyncio/uvloop: the loop's transport, plus run_in_worker.
+
+    uvloop's transports are C types that take no new attributes, so the
+    protocol gets this thin proxy instead.  Its methods are the real
+    transport's bound methods, stored once: write() costs no extra frame.
+    """
+
+    __slots__ = (
+        "_transport",
+        "abort",
+        "close",
+        "get_extra_info",
+        "get_write_buffer_size",
+        "is_closing",
+        "pause_reading",
+        "resume_reading",
+        "set_write_buffer_limits",
+        "write",
+        "_server",
+    )
+
+    def __init__(self, transport: Any, server: Server) -> None:
+        self._transport = transport
+        self._server = server
+        self.write = transport.write
+        self.close = transport.close
+        self.abort = transport.abort
+        self.is_closing = transport.is_closing
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
+        self.get_extra_info = transport.get_extra_info
+        self.get_write_buffer_size = transport.get_write_buffer_size
+        self.set_write_buffer_limits = transport.set_write_buffer_limits
+
+    def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None:
+        """func(*args) on the server's worker pool; done(future) on the loop (core/offload.py)."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._server.workers.executor, func, *args)
+        if done is not None:
+            future.add_done_callback(lambda f: self._worker_done(done, f))
+
+    def _worker_done(self, done: Any, future: Any) -> None:
+        if self._transport.is_closing():
+            return  # the connection went meanwhile: nobody to tell
+        try:
+            done(future)
+        except Exception as exc:
+            log.error("protocol run_in_worker done raised; closing the connection", exc_info=exc)
+            self._transport.abort()
+
+
 class _Tracked(asyncio.Protocol):
     """Wraps one of our protocols: limits and bookkeeping, then plain forwarding."""
 
@@ -55,7 +107,7 @@ class _Tracked(asyncio.Protocol):
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         server.connections.add(self)
         self._inner = server.protocol_factory()
-        self._inner.connection_made(transport)
+        self._inner.connection_made(_Transport(transport, server))
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self._server.now

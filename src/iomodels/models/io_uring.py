@@ -92,6 +92,7 @@ from typing import Any
 
 from iomodels import uring
 from iomodels.core.loop import CallbackQueue
+from iomodels.core.offload import LoopWorkerMixin
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
@@ -213,7 +214,7 @@ def _recycler(pool: uring.BufferRing) -> tuple[Callable[[int], None], Callable[[
     return used.append, flush
 
 
-class Connection:
+class Connection(LoopWorkerMixin):
     """A transport over one socket whose IO is done by the kernel.
 
     State per direction: ``_recv_armed`` (a recv SQE is in the kernel) and
@@ -764,6 +765,7 @@ class Server(CallbackQueue, BaseServer):
         self._wake_r, wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         wake_w.setblocking(False)
+        self._wake_w = wake_w  # call_soon_threadsafe() completes the wakeup recv too
         self._wakeup_closing = False
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         signals = StopSignals(
@@ -792,6 +794,7 @@ class Server(CallbackQueue, BaseServer):
             try:
                 self._shutdown()
             finally:
+                self._wake_w = None
                 wake_w.close()
                 log.info("io_uring statistics: %s", self._format_stats())
 
