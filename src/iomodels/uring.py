@@ -79,6 +79,7 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 __all__ = [
     "Ring",
@@ -885,6 +886,38 @@ class Ring:
             user_data, 0, 0, 0, 0, 0,
         )  # fmt: skip
 
+    def unmanaged_send_preparer(self) -> Callable[[int, bytes, int, int], None]:
+        """``prep_send(fd, data, user_data, offset)`` for an event loop's hot path.
+
+        Unlike :meth:`prep_send`, the ring does not record the buffer: the
+        caller keeps ``data`` (a ``bytes`` object) alive until the send's
+        final completion, as a transport does with its one send in flight.
+        While the ring's buffer table is empty, :meth:`reap` does not walk
+        the completions in Python to retire buffers (measured: ~0.3 us per
+        request of ~1.8 us of Python in the io_uring model).  ``MSG_NOSIGNAL``.
+        Falls back to :meth:`prep_send` where the bytes layout is unknown.
+        """
+        if _BYTES_OFF is None:  # pragma: no cover - not CPython-like
+            prep = self.prep_send
+
+            def prep_send_managed(fd: int, data: bytes, user_data: int, offset: int) -> None:
+                prep(fd, data, user_data, offset=offset)
+
+            return prep_send_managed
+        pack, sqes, next_sqe, bytes_off = _pack_sqe, self._sqes, self._next_sqe, _BYTES_OFF
+        op_send, msg_flags = IORING_OP_SEND, socket.MSG_NOSIGNAL
+
+        def prep_send(fd: int, data: bytes, user_data: int, offset: int) -> None:
+            pack(
+                sqes, next_sqe(),
+                # opcode, flags, ioprio, fd, off, addr, len, op_flags
+                op_send, 0, 0, fd, 0, id(data) + bytes_off + offset, len(data) - offset, msg_flags,
+                # user_data, buf_index, personality, file_index, addr3, pad2
+                user_data, 0, 0, 0, 0, 0,
+            )  # fmt: skip
+
+        return prep_send
+
     def prep_close(self, fd: int, user_data: int, sqe_flags: int = 0) -> None:
         """Close ``fd`` asynchronously (the Python socket must be detached)."""
         _pack_sqe(
@@ -1236,6 +1269,33 @@ class BufferRing:
         """Give buffer ``bid`` back to the kernel (publishes the tail)."""
         self._put(bid)
         self._tail16[0] = self._tail
+
+    @property
+    def memory(self) -> mmap.mmap:
+        """The pool's memory: buffer ``bid`` is ``[bid * size, (bid + 1) * size)``.
+        Slicing it copies the bytes out (what a transport hands its protocol)."""
+        return self._data
+
+    def batch_recycler(self) -> tuple[Callable[[int], None], Callable[[], None]]:
+        """``(note, flush)`` for an event loop: ``note(bid)`` only records a
+        used buffer (a list append, no Python frame); ``flush()``, once per
+        loop turn before the enter, puts them all back and publishes the tail
+        once.  :meth:`recycle` costs two Python frames per buffer (~0.2 us,
+        a tenth of the io_uring model's Python per request)."""
+        used: list[int] = []
+        put, view, mask = _BUF.pack_into, self._ring_view, self._mask
+        base, size, tail16 = self._data_addr, self.size, self._tail16
+
+        def flush() -> None:
+            tail = self._tail
+            for bid in used:
+                put(view, (tail & mask) << 4, base + bid * size, size, bid)
+                tail = (tail + 1) & 0xFFFF
+            self._tail = tail
+            tail16[0] = tail  # publish: the kernel may use them from now on
+            used.clear()
+
+        return used.append, flush
 
     def view(self, bid: int, nbytes: int) -> memoryview:
         """The first ``nbytes`` of buffer ``bid`` (valid until recycled).

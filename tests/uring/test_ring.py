@@ -549,3 +549,48 @@ def test_sqe_struct_writes_fields_at_header_offsets():
         key = uring._LAYOUT_ALIASES.get("io_uring_sqe." + name, "io_uring_sqe." + name)
         (got,) = struct.unpack_from("<" + code, raw, uring.LAYOUT[key])
         assert got == values[name], name
+
+
+def test_unmanaged_send_preparer(ring, pair):
+    """Ring.unmanaged_send_preparer: the event loop's prep_send, which leaves
+    the buffer's lifetime to the caller (nothing recorded in the ring)."""
+    if not ring.supports(uring.IORING_OP_SEND):
+        pytest.skip("IORING_OP_SEND not supported by this kernel")
+    a, b = pair
+    prep_send = ring.unmanaged_send_preparer()
+    data = b"hello, unmanaged send"
+    prep_send(a.fileno(), data, 77, 7)  # from offset 7
+    ring.submit_and_wait(0)
+    assert wait_for(ring, 1) == [(77, len(data) - 7, 0)]
+    assert ring.in_flight_buffers == 0
+    assert b.recv(100) == data[7:]
+
+
+def test_batch_recycler_gives_buffers_back(ring, pair):
+    """BufferRing.batch_recycler: a pool of 2 is used up (the third recv finds
+    no buffer), then note()+flush() return both and recvs succeed again."""
+    if not ring.supports_multishot_recv:
+        pytest.skip("provided buffer rings not supported")
+    a, b = pair
+    with BufferRing(ring, 2, 2, 64) as pool:
+        note, flush = pool.batch_recycler()
+        bids = []
+        for i, chunk in enumerate((b"one", b"two")):
+            b.sendall(chunk)
+            ring.prep_recv_select(a.fileno(), 80 + i, 2)
+            ring.submit_and_wait(0)
+            [(ud, res, flags)] = wait_for(ring, 1)
+            bid = flags >> IORING_CQE_BUFFER_SHIFT
+            assert pool.memory[bid * 64 : bid * 64 + res] == chunk
+            bids.append(bid)
+        b.sendall(b"three")
+        ring.prep_recv_select(a.fileno(), 82, 2)
+        ring.submit_and_wait(0)
+        assert wait_for(ring, 1) == [(82, -errno.ENOBUFS, 0)]  # the pool is empty
+        for bid in bids:
+            note(bid)
+        flush()  # both back, one tail store
+        ring.prep_recv_select(a.fileno(), 83, 2)
+        ring.submit_and_wait(0)
+        [(ud, res, flags)] = wait_for(ring, 1)
+        assert (ud, res) == (83, 5) and flags & IORING_CQE_F_BUFFER

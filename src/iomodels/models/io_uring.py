@@ -30,8 +30,8 @@ Why batching: the system call is the expensive part, and in Python so is the
   the per-request cost is the Python bytecode that packs an SQE and
   dispatches a CQE.  That is the cost to cut: bound-method locals, a dict
   from user_data to bound handler, a fast path first in each handler, and
-  no per-operation bookkeeping in the ring layer (see _send_preparer and
-  _recycler, which bypass two convenience layers of iomodels.uring).
+  no per-operation bookkeeping in the ring layer (Ring.unmanaged_send_preparer
+  and BufferRing.batch_recycler: the hot-path variants of prep_send/recycle).
 What to watch when measuring: statistics() (logged at exit) gives
   completions and SQEs per enter: the batching actually obtained.  A
   request costs two CQEs (its recv and its send) where epoll has one event
@@ -137,81 +137,6 @@ def _error(res: int) -> OSError:
         errno.ETIMEDOUT: TimeoutError,
     }.get(err, OSError)
     return cls(err, os.strerror(err))
-
-
-def _send_preparer(ring: uring.Ring) -> Callable[[int, bytes, int, int], None]:
-    """``prep_send(fd, data, user_data, offset)`` for the hot path.
-
-    Ring.prep_send records every buffer in the ring's table until its CQE,
-    and while that table is not empty ring.reap() walks every CQE in Python
-    to retire them (measured: ~0.3 us per request of 1.8 us of Python).
-    Here the Connection already keeps its one send's bytes alive until the
-    completion (``_sending``), so the SQE is packed directly with the ring
-    layer's own precompiled struct (uring._pack_sqe, _next_sqe: this module
-    relies on them; CPython only, where uring._BYTES_OFF is known).
-    """
-    pack = getattr(uring, "_pack_sqe", None)
-    bytes_off = getattr(uring, "_BYTES_OFF", None)
-    sqes = getattr(ring, "_sqes", None)
-    next_sqe = getattr(ring, "_next_sqe", None)
-    if pack is None or bytes_off is None or sqes is None or next_sqe is None:
-        prep = ring.prep_send
-
-        def prep_send(fd: int, data: bytes, user_data: int, offset: int) -> None:
-            prep(fd, data, user_data, offset=offset)
-
-        return prep_send
-    op_send = uring.IORING_OP_SEND
-    msg_flags = socket.MSG_NOSIGNAL  # a reset peer gives -EPIPE, not SIGPIPE
-
-    def prep_send(fd: int, data: bytes, user_data: int, offset: int) -> None:
-        pack(
-            sqes, next_sqe(),
-            # opcode, flags, ioprio, fd, off, addr, len, op_flags
-            op_send, 0, 0, fd, 0, id(data) + bytes_off + offset, len(data) - offset, msg_flags,
-            # user_data, buf_index, personality, file_index, addr3, pad2
-            user_data, 0, 0, 0, 0, 0,
-        )  # fmt: skip
-
-    return prep_send
-
-
-def _recycler(pool: uring.BufferRing) -> tuple[Callable[[int], None], Callable[[], None]]:
-    """``(recycle, flush)``: recycle(bid) only notes the buffer (a list
-    append, no Python frame); flush(), once per turn before the enter, puts
-    them all back and publishes the ring tail once.
-
-    BufferRing.recycle costs two Python frames per buffer (~0.2 us, a
-    tenth of the Python per request); this writes the same io_uring_buf
-    entries with the pool's own struct and state (uring._BUF, the pool's
-    _ring_view/_mask/_tail/_tail16/_data_addr), falling back to recycle()
-    if they are not there.
-    """
-    used: list[int] = []
-    try:
-        put = uring._BUF.pack_into
-        view, mask, base, size, tail16 = pool._ring_view, pool._mask, pool._data_addr, pool.size, pool._tail16
-        pool._tail  # noqa: B018 - checked here, used in flush
-    except AttributeError:  # pragma: no cover - a different ring layer
-        recycle = pool.recycle
-
-        def flush_slow() -> None:
-            for bid in used:
-                recycle(bid)
-            used.clear()
-
-        return used.append, flush_slow
-
-    def flush() -> None:
-        tail = pool._tail
-        for bid in used:
-            put(view, (tail & mask) << 4, base + bid * size, size, bid)
-            tail = (tail + 1) & 0xFFFF
-        pool._tail = tail
-        tail16[0] = tail  # publish: the kernel may use them from now on
-        used.clear()
-
-    return used.append, flush
 
 
 class Connection(LoopWorkerMixin):
@@ -755,10 +680,10 @@ class Server(CallbackQueue, BaseServer):
             ring.close()
             raise
         # The hot path, bound once: these run per completion.
-        self._pool_mem = self._pool._data  # the pool's mmap: slicing it copies out bytes
-        self._recycle, self._flush_recycled = _recycler(self._pool)
+        self._pool_mem = self._pool.memory  # the pool's mmap: slicing it copies out bytes
+        self._recycle, self._flush_recycled = self._pool.batch_recycler()
         self._prep_recv = ring.prep_recv_select
-        self._prep_send = _send_preparer(ring)
+        self._prep_send = ring.unmanaged_send_preparer()
         self._prep_cancel = ring.prep_cancel
         self._handlers[UD_ACCEPT] = self._accept_done
         self._handlers[UD_WAKEUP] = self._wakeup_done
