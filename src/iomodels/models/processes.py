@@ -20,7 +20,9 @@ Facts that shaped this code:
     the graceful timeout, then SIGKILLs what is left and reaps it.  In a child,
     any number of stop signals means "stop gracefully" (Ctrl-C and the
     parent's SIGTERM may both arrive); only the parent escalates.
-  - SIGCHLD reaps finished children (waitpid WNOHANG in a loop: signals merge).
+  - SIGCHLD reaps finished children (waitpid WNOHANG in a loop: signals merge);
+    it is blocked from fork() until the pid is recorded, so a child that exits
+    at once is never reaped before the parent knows it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ log = logging.getLogger("iomodels")
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 REAP_CHECK_S = 0.05
+_SIGCHLD = {signal.SIGCHLD}
 
 
 def _die_with_parent() -> None:
@@ -67,10 +70,10 @@ class Server(BlockingServer):
     # ---- children
 
     def _reap(self, signum: int = 0, frame: Any = None) -> None:
-        while self._children:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
+            except ChildProcessError:  # no child at all
                 self._children.clear()
                 return
             if pid == 0:
@@ -82,9 +85,14 @@ class Server(BlockingServer):
                 log.debug("child %d exited with status %d", pid, os.WEXITSTATUS(status))
 
     def _fork(self, sock: socket.socket, peername: Any) -> None:
+        # SIGCHLD is blocked from fork() until the pid is recorded: a child
+        # that exits at once must not be reaped before it is in _children,
+        # or it would stay there, counted, forever.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGCHLD)
         try:
             pid = os.fork()
         except OSError as exc:  # EAGAIN (RLIMIT_NPROC), ENOMEM
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGCHLD)
             log.warning("fork failed for %s: %s; closing it", peername, exc.strerror)
             sock.close()
             time.sleep(ACCEPT_RETRY_DELAY_S / 10)
@@ -92,6 +100,7 @@ class Server(BlockingServer):
         if pid == 0:
             self._child(sock, peername)  # never returns
         self._children.add(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGCHLD)
         sock.close()  # the child has its own copy
 
     def _child(self, sock: socket.socket, peername: Any) -> None:
@@ -100,6 +109,7 @@ class Server(BlockingServer):
             self._is_child = True
             self._children.clear()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGCHLD)  # blocked by _fork
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, self._child_stop)
             _die_with_parent()
