@@ -1,4 +1,5 @@
-"""What every event loop of this project shares: a call_soon queue and timers.
+"""What every event loop of this project shares: a call_soon queue and timers,
+and (LoopServer) the connection bookkeeping above the IO.
 
 Used by the readiness loop (models/_readiness.py) and the completion loop
 (models/io_uring.py); the blocking models have no loop, and asyncio/uvloop
@@ -10,11 +11,17 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
+import os
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from iomodels.core.server import ACCEPT_RETRY_DELAY_S, BaseServer
+
+log = logging.getLogger("iomodels")
 
 Timer = list  # [deadline, seq, callback, active]: a list so that cancel is one store
 
@@ -65,3 +72,99 @@ class CallbackQueue:
             heapq.heappop(timers)
             callback()
         return None
+
+
+class LoopServer(CallbackQueue, BaseServer):
+    """What the two event-loop servers (readiness, io_uring) share above their
+    IO: the connection table, pausing accepts when descriptors run out, the
+    idle sweep and the graceful stop.  A subclass supplies how it accepts
+    (``_start_accepting`` / ``_stop_accepting``); its connections offer
+    ``close()`` (flush, then close), ``abort()``, ``last_active`` and
+    ``_peername``, and call ``_connection_closed()`` once their fd is free.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        BaseServer.__init__(self, *args, **kwargs)
+        CallbackQueue.__init__(self)
+        self._connections: dict[int, Any] = {}  # key -> open connection
+        self._accept_paused_why = ""  # "", "exhausted" (EMFILE...) or "fd_setsize" (select)
+        self._accept_retry: Timer | None = None
+        self._stopping = False
+
+    def _start_accepting(self) -> None:
+        raise NotImplementedError
+
+    def _stop_accepting(self) -> None:
+        raise NotImplementedError
+
+    # ---- accepting when descriptors run out
+
+    def _accept_exhausted(self, err: int) -> None:
+        # Out of descriptors: the connection stays in the backlog, so accepting
+        # again now would fail again at once and spin.  Pause; resume when a
+        # connection closes or after ACCEPT_RETRY_DELAY_S.  Logged once per
+        # episode: the episode ends when an accept succeeds or a descriptor frees.
+        if self._accept_paused_why != "exhausted":
+            log.warning(
+                "accept: %s; pausing accepts until a descriptor frees up (%d open)",
+                os.strerror(err),
+                len(self._connections),
+            )
+        self._accept_paused_why = "exhausted"
+        self._stop_accepting()
+        self.cancel_timer(self._accept_retry)
+        self._accept_retry = self.call_later(ACCEPT_RETRY_DELAY_S, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._accept_retry = None
+        self._start_accepting()
+
+    def _connection_closed(self) -> None:
+        """A connection's fd is free again: resume accepting if that paused it."""
+        why = self._accept_paused_why
+        if why:
+            if why == "fd_setsize":
+                log.info("descriptors freed; accepting and serving new connections again")
+            self._accept_paused_why = ""
+            self.cancel_timer(self._accept_retry)
+            self._resume_accepting()
+
+    # ---- idle timeout
+
+    def _idle_sweep(self) -> None:
+        idle_s = self.config.idle_timeout_s
+        horizon = self.now - idle_s
+        for conn in list(self._connections.values()):
+            if conn.last_active < horizon:
+                log.debug("connection %s idle for %.1f s: closing", conn._peername, idle_s)
+                conn.abort()
+        self.call_later(min(idle_s / 4, 1.0), self._idle_sweep)
+
+    # ---- stopping
+
+    def _begin_stop(self, _arg: Any = None) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._stop_accepting()
+        self.cancel_timer(self._accept_retry)
+        for conn in list(self._connections.values()):
+            conn.close()  # flushes pending output first
+        if self._connections:
+            log.info(
+                "flushing %d connection(s) for up to %.1f s",
+                len(self._connections),
+                self.config.graceful_timeout_s,
+            )
+        self.call_later(self.config.graceful_timeout_s, self._abort_all)
+
+    def _abort_all(self, _arg: Any = None) -> None:
+        if self._connections:
+            log.info("aborting %d connection(s)", len(self._connections))
+        for conn in list(self._connections.values()):
+            conn.abort()
+
+    def _stop_now(self, _arg: Any = None) -> None:
+        self._stopping = True
+        self._stop_accepting()
+        self._abort_all()

@@ -38,15 +38,13 @@ import time
 from typing import Any
 
 from iomodels.core.errors import DescriptorTooLarge
-from iomodels.core.loop import CallbackQueue
+from iomodels.core.loop import LoopServer
 from iomodels.core.offload import LoopWorkerMixin
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
-    ACCEPT_RETRY_DELAY_S,
     ACCEPT_SKIP_ERRNOS,
     RECV_SIZE,
-    BaseServer,
     StopSignals,
     configure_accepted,
 )
@@ -332,7 +330,7 @@ class _Listener:
                 return
             except OSError as exc:
                 if exc.errno in ACCEPT_RESOURCE_ERRNOS:
-                    loop._accept_exhausted(exc)
+                    loop._accept_exhausted(exc.errno)
                     return
                 if exc.errno in ACCEPT_SKIP_ERRNOS:
                     continue
@@ -364,7 +362,7 @@ class _Wakeup:
         pass
 
 
-class ReadinessServer(CallbackQueue, BaseServer):
+class ReadinessServer(LoopServer):
     """A readiness-notification loop; subclasses set ``poller_class``."""
 
     poller_class: type[Poller]
@@ -375,18 +373,12 @@ class ReadinessServer(CallbackQueue, BaseServer):
         return cls.poller_class.available()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        BaseServer.__init__(self, *args, **kwargs)
-        CallbackQueue.__init__(self)
+        super().__init__(*args, **kwargs)
         self._poller: Poller | None = None
         self._edge_triggered = False
         self._handlers: dict[int, Any] = {}  # fd -> object with _read_ready/_write_ready
         self._connections: dict[int, Connection] = {}  # fd -> connection
         self._accepting = False
-        self._accept_paused_why = ""  # "" when not paused
-        self._accept_retry: list[Any] | None = None
-        self._stopping = False
-        self._stop_deadline: list[Any] | None = None
-        self._done = False
         self._stats = {"wakeups": 0, "events": 0, "accepted": 0, "rejected": 0}
 
     # ---- poller bookkeeping
@@ -412,27 +404,9 @@ class ReadinessServer(CallbackQueue, BaseServer):
             self._poller.unregister(self.listener.fileno())
             self._accepting = False
 
-    def _accept_exhausted(self, exc: OSError) -> None:
-        # Out of descriptors: the pending connection stays in the backlog and
-        # the listener stays readable, so accepting again now would spin.
-        # Pause; resume when a connection closes or after ACCEPT_RETRY_DELAY_S.
-        if not self._accept_paused_why:
-            log.warning(
-                "accept: %s; pausing accepts until a descriptor frees up (%d open)",
-                exc.strerror,
-                len(self._connections),
-            )
-        self._accept_paused_why = "exhausted"
-        self._stop_accepting()
-        self.cancel_timer(self._accept_retry)
-        self._accept_retry = self.call_later(ACCEPT_RETRY_DELAY_S, self._resume_accepting)
-
-    def _resume_accepting(self) -> None:
-        self._accept_retry = None
-        self._accept_paused_why = ""
-        self._start_accepting()
-
     def _accepted(self, sock: socket.socket, peername: Any) -> None:
+        if self._accept_paused_why == "exhausted":
+            self._accept_paused_why = ""  # descriptors again: the episode is over
         fd = sock.fileno()
         limit = self.config.max_connections
         if (limit and len(self._connections) >= limit) or self._stopping:
@@ -472,54 +446,6 @@ class ReadinessServer(CallbackQueue, BaseServer):
             protocol.connection_made(conn)
         except Exception as exc:
             conn._protocol_error(exc, "connection_made")
-
-    def _connection_closed(self) -> None:
-        # Called by Connection._finish: the fd is free again.
-        if self._accept_paused_why:
-            if self._accept_paused_why == "fd_setsize":
-                log.info("descriptors freed; accepting and serving new connections again")
-            self.cancel_timer(self._accept_retry)
-            self._resume_accepting()
-
-    # ---- idle timeout
-
-    def _idle_sweep(self) -> None:
-        idle_s = self.config.idle_timeout_s
-        horizon = self.now - idle_s
-        for conn in list(self._connections.values()):
-            if conn.last_active < horizon:
-                log.debug("connection %s idle for %.1f s: closing", conn._peername, idle_s)
-                conn.abort()
-        self.call_later(min(idle_s / 4, 1.0), self._idle_sweep)
-
-    # ---- stopping
-
-    def _begin_stop(self, _arg: Any = None) -> None:
-        if self._stopping:
-            return
-        self._stopping = True
-        self._stop_accepting()
-        self.cancel_timer(self._accept_retry)
-        for conn in list(self._connections.values()):
-            conn.close()  # flushes pending output first
-        if self._connections:
-            log.info(
-                "flushing %d connection(s) for up to %.1f s",
-                len(self._connections),
-                self.config.graceful_timeout_s,
-            )
-        self._stop_deadline = self.call_later(self.config.graceful_timeout_s, self._abort_all)
-
-    def _abort_all(self, _arg: Any = None) -> None:
-        if self._connections:
-            log.info("aborting %d connection(s)", len(self._connections))
-        for conn in list(self._connections.values()):
-            conn.abort()
-
-    def _stop_now(self, _arg: Any = None) -> None:
-        self._stopping = True
-        self._stop_accepting()
-        self._abort_all()
 
     def statistics(self) -> dict[str, int | float]:
         stats = dict(self._stats)

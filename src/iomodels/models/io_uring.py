@@ -91,14 +91,12 @@ from collections.abc import Callable
 from typing import Any
 
 from iomodels import uring
-from iomodels.core.loop import CallbackQueue
+from iomodels.core.loop import LoopServer
 from iomodels.core.offload import LoopWorkerMixin
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
-    ACCEPT_RETRY_DELAY_S,
     ACCEPT_SKIP_ERRNOS,
-    BaseServer,
     StopSignals,
     configure_accepted,
 )
@@ -470,7 +468,7 @@ class Connection(LoopWorkerMixin):
         self._protocol = None
 
 
-class Server(CallbackQueue, BaseServer):
+class Server(LoopServer):
     """The completion loop: one ring, one enter per turn."""
 
     name = "io_uring"
@@ -503,8 +501,7 @@ class Server(CallbackQueue, BaseServer):
         return True, details
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        BaseServer.__init__(self, *args, **kwargs)
-        CallbackQueue.__init__(self)
+        super().__init__(*args, **kwargs)
         self._ring: uring.Ring | None = None
         self._pool: uring.BufferRing | None = None
         self._handlers: dict[int, Callable[[int, int], None]] = {}  # user_data -> handler
@@ -515,10 +512,7 @@ class Server(CallbackQueue, BaseServer):
         self._multishot_recv = False
         self._accepting = False  # we want connections
         self._accept_armed = False  # an accept SQE is in the kernel
-        self._accept_paused_why = ""
-        self._accept_retry: list[Any] | None = None
         self._wakeup_armed = False
-        self._stopping = False
         self._stats = {"enters": 0, "completions": 0, "submitted": 0, "accepted": 0, "rejected": 0}
 
     # ---- accepting
@@ -553,25 +547,6 @@ class Server(CallbackQueue, BaseServer):
         if self._accepting and not self._accept_armed:
             self._arm_accept()
 
-    def _accept_exhausted(self, err: int) -> None:
-        # Out of descriptors: the connection stays in the backlog, so arming
-        # the accept again now would complete at once and spin.  Pause;
-        # resume when a connection closes or after ACCEPT_RETRY_DELAY_S.
-        if not self._accept_paused_why:
-            log.warning(
-                "accept: %s; pausing accepts until a descriptor frees up (%d open)",
-                os.strerror(err),
-                len(self._connections) + len(self._zombies),
-            )
-        self._accept_paused_why = "exhausted"
-        self._stop_accepting()
-        self.cancel_timer(self._accept_retry)
-        self._accept_retry = self.call_later(ACCEPT_RETRY_DELAY_S, self._resume_accepting)
-
-    def _resume_accepting(self) -> None:
-        self._accept_retry = None
-        self._start_accepting()
-
     def _accepted(self, fd: int) -> None:
         limit = self.config.max_connections
         if (limit and len(self._connections) >= limit) or self._stopping:
@@ -600,12 +575,6 @@ class Server(CallbackQueue, BaseServer):
             return
         conn._arm_recv()
 
-    def _connection_closed(self) -> None:
-        # Called by Connection._release: the fd is free again.
-        if self._accept_paused_why:
-            self.cancel_timer(self._accept_retry)
-            self._resume_accepting()
-
     # ---- the signal wakeup
 
     def _wakeup_done(self, res: int, flags: int) -> None:
@@ -617,46 +586,6 @@ class Server(CallbackQueue, BaseServer):
         if res != -_ECANCELED and not self._wakeup_closing:
             self._ring.prep_recv_select(self._wake_r.fileno(), UD_WAKEUP, POOL_BGID)
             self._wakeup_armed = True
-
-    # ---- idle timeout
-
-    def _idle_sweep(self) -> None:
-        idle_s = self.config.idle_timeout_s
-        horizon = self.now - idle_s
-        for conn in list(self._connections.values()):
-            if conn.last_active < horizon:
-                log.debug("connection %s idle for %.1f s: closing", conn._peername, idle_s)
-                conn.abort()
-        self.call_later(min(idle_s / 4, 1.0), self._idle_sweep)
-
-    # ---- stopping
-
-    def _begin_stop(self, _arg: Any = None) -> None:
-        if self._stopping:
-            return
-        self._stopping = True
-        self._stop_accepting()
-        self.cancel_timer(self._accept_retry)
-        for conn in list(self._connections.values()):
-            conn.close()  # flushes pending output first
-        if self._connections:
-            log.info(
-                "flushing %d connection(s) for up to %.1f s",
-                len(self._connections),
-                self.config.graceful_timeout_s,
-            )
-        self.call_later(self.config.graceful_timeout_s, self._abort_all)
-
-    def _abort_all(self, _arg: Any = None) -> None:
-        if self._connections:
-            log.info("aborting %d connection(s)", len(self._connections))
-        for conn in list(self._connections.values()):
-            conn.abort()
-
-    def _stop_now(self, _arg: Any = None) -> None:
-        self._stopping = True
-        self._stop_accepting()
-        self._abort_all()
 
     def statistics(self) -> dict[str, int | float]:
         stats: dict[str, int | float] = dict(self._stats)
