@@ -288,6 +288,9 @@ class LoadGenerator:
 class ServerProc:
     def __init__(self, python: str, model: str, extra: list[str], log_path: Path) -> None:
         self.model = model
+        # A variant: MODEL:ARG[:ARG...] adds serve arguments for this column only.
+        model, *variant = model.split(":")
+        extra = [*variant, *extra]
         self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
         cmd = [
@@ -568,7 +571,10 @@ def cpu_ticks() -> dict[int, list[int]]:
 def run_cell(args, model: str, round_no: int) -> dict:
     logdir = Path(args.profile_dir or "/tmp")
     server = ServerProc(
-        args.python, model, args.server_arg or [], logdir / f"echo_bench-{model}-{os.getpid()}.log"
+        args.python,
+        model,
+        args.server_arg or [],
+        logdir / f"echo_bench-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', model)}-{os.getpid()}.log",
     )
     gen = None
     tool = None
@@ -751,7 +757,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--models",
         default="epoll,asyncio,uvloop",
-        help="comma-separated models (default epoll,asyncio,uvloop)",
+        help="comma-separated models (default epoll,asyncio,uvloop); MODEL:ARG[:ARG...] is a "
+        "variant with extra 'iomodels serve' arguments, e.g. io_uring:--uring-sends=plain",
     )
     ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell (default 5)")
     ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds of load first (default 1)")

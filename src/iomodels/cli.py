@@ -131,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
         "signal rescans every connection (the seed's description); default: a realtime signal "
         "carrying the descriptor",
     )
+    serve.add_argument(
+        "--uring-sends",
+        choices=["quick", "plain"],
+        default="quick",
+        help="io_uring model only: 'quick' sends post a completion only when they fail or fall "
+        "short (IOSQE_CQE_SKIP_SUCCESS + MSG_DONTWAIT), where the kernel allows it; 'plain': "
+        "every send posts one (default quick)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     sub.add_parser(
@@ -206,6 +214,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         graceful_timeout_s=args.graceful_timeout,
         poll_interval_s=args.poll_interval,
         sigio_classic=args.sigio_classic,
+        uring_quick_sends=args.uring_sends == "quick",
         offload_workers=args.offload_workers,
     )
     try:

@@ -229,8 +229,8 @@ def test_statistics_count_batching():
         for sock in socks:
             sock.close()
 
-    stats = run_in_process(io_uring.Server, drive).statistics()
-    logging.getLogger("iomodels").info("statistics: %s", stats)
+    stats = run_in_process(PlainSendServer, drive).statistics()
+    logging.getLogger("iomodels").info("statistics (ordinary sends): %s", stats)
     assert stats["accepted"] == clients
     assert stats["connections"] == 0
     # Each request is at least a recv and a send completion.
@@ -238,6 +238,100 @@ def test_statistics_count_batching():
     assert stats["completions_per_enter"] > 1.5, stats
     assert stats["enters"] < stats["completions"]
     assert stats["submitted"] >= clients * rounds  # one send SQE per request at least
+
+    server = run_in_process(io_uring.Server, drive)
+    stats = server.statistics()
+    logging.getLogger("iomodels").info("statistics (quick sends): %s", stats)
+    if server._prep_quick is None:
+        pytest.skip("this kernel has no quick sends (IORING_FEAT_CQE_SKIP or MSG_DONTWAIT failing fast)")
+    # A quick send that goes out whole posts no CQE: about one completion
+    # (the recv) per request, still one send SQE per request.
+    assert clients * rounds <= stats["completions"] < 1.5 * clients * rounds, stats
+    assert stats["submitted"] >= clients * rounds
+    assert stats["quick_failed"] < clients * rounds / 10, stats
+
+
+class PlainSendServer(io_uring.Server):
+    quick_sends = False
+
+
+class Blast(EchoProtocol):
+    """Answers every message with one 60 kB write (under HIGH_WATER: a
+    quick send when nothing else is queued), numbered so order shows."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.count = 0
+        # A small send buffer: once the peer's window is full, a 60 kB send
+        # can only go out in part.
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+    def data_received(self, data: bytes) -> None:
+        for _ in range(len(data)):
+            self._write(b"%08d" % self.count * 7500)
+            self.count += 1
+
+
+class BlastServer(io_uring.Server):
+    def __init__(self, config, protocol_factory, *args, **kwargs):
+        super().__init__(config, Blast, *args, **kwargs)
+
+
+@needs_uring
+def test_quick_send_that_cannot_go_out_whole_becomes_an_ordinary_send():
+    """A peer that asks for 3 MB of replies and reads none until later:
+    once its window is full a quick send comes back short or with -EAGAIN;
+    the rest of it, and every reply written after it, arrives whole and in
+    order."""
+    replies = 50
+
+    def drive(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            for _ in range(replies):
+                sock.sendall(b"?")
+                time.sleep(0.001)  # one recv, so one write, per message (mostly)
+            time.sleep(0.5)  # the server's output backs up
+            got = recv_exactly(sock, replies * 60_000)
+            for n in range(replies):
+                assert got[n * 60_000 : (n + 1) * 60_000] == b"%08d" % n * 7500, f"reply {n}"
+
+    server = run_in_process(BlastServer, drive)
+    if server._prep_quick is None:
+        pytest.skip("this kernel has no quick sends")
+    assert server.statistics()["quick_failed"] > 0, server.statistics()
+
+
+class TwoWrites(EchoProtocol):
+    """Answers each message with two writes: the second finds the first
+    (a quick send) not settled yet, so it must wait for it, in order."""
+
+    def data_received(self, data: bytes) -> None:
+        half = len(data) // 2
+        self._write(data[:half])
+        self.transport.write(bytearray(data[half:]))
+
+
+@needs_uring
+def test_writes_while_a_quick_send_settles_keep_their_order():
+    payload = bytes(range(256)) * 200
+
+    def drive(port: int) -> None:
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(10)]
+        for _ in range(20):
+            for sock in socks:
+                sock.sendall(payload)
+            for sock in socks:
+                assert recv_exactly(sock, len(payload)) == payload
+        for sock in socks:
+            sock.close()
+
+    server = run_in_process(TwoWritesServer, drive)
+    assert server.statistics()["accepted"] == 10
+
+
+class TwoWritesServer(io_uring.Server):
+    def __init__(self, config, protocol_factory, *args, **kwargs):
+        super().__init__(config, TwoWrites, *args, **kwargs)
 
 
 class OneShotServer(io_uring.Server):

@@ -50,6 +50,7 @@ class ServerConfig:
     graceful_timeout_s: float = 5.0
     poll_interval_s: float = 0.0  # nonblocking: sleep between sweeps (the seed's time.sleep)
     sigio_classic: bool = False  # sigio: plain SIGIO without the descriptor (rescan everything)
+    uring_quick_sends: bool = True  # io_uring: sends post a CQE only on failure, where supported
     offload_workers: int = 4  # threads behind transport.run_in_worker (core/offload.py)
 
 

@@ -110,6 +110,7 @@ K_SEND = 1  # a connection's send
 K_CANCEL = 2  # any cancel SQE: its CQE is ignored
 UD_ACCEPT = 3  # (0 << 3) | 3: the listener's (multishot) accept
 UD_WAKEUP = 4  # (0 << 3) | 4: recv on the signal wakeup socket
+K_QUICK = 5  # a connection's quick send: a CQE only if it failed or was short
 UD_CANCEL = K_CANCEL
 
 RING_ENTRIES = 4096  # SQ slots; the CQ gets twice that.  A fuller SQ auto-submits.
@@ -124,6 +125,7 @@ BUFFER_SHIFT = uring.IORING_CQE_BUFFER_SHIFT
 _ECANCELED = errno.ECANCELED
 # recv/send results that mean "try again" rather than "this peer is gone".
 _RETRY = frozenset({errno.EAGAIN, errno.EINTR, errno.ENOBUFS})
+_SETTLED: dict[int, bytes] = {}  # Server._quick_settling between batches: always empty
 
 
 def _error(res: int) -> OSError:
@@ -152,6 +154,7 @@ class Connection(LoopWorkerMixin):
         "_id",
         "_ud_recv",
         "_ud_send",
+        "_ud_quick",
         "_protocol",
         "_buffer",
         "_sending",
@@ -175,6 +178,7 @@ class Connection(LoopWorkerMixin):
         self._id = conn_id
         self._ud_recv = (conn_id << KIND_BITS) | K_RECV
         self._ud_send = (conn_id << KIND_BITS) | K_SEND
+        self._ud_quick = (conn_id << KIND_BITS) | K_QUICK
         self._protocol: Any = None
         self._buffer = bytearray()  # output waiting for the send in flight
         self._sending: bytes | None = None  # the send in flight (kept alive until its CQE)
@@ -195,16 +199,30 @@ class Connection(LoopWorkerMixin):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing or not data:
             return
-        if self._sending is None:
-            # Nothing in flight: hand the bytes to the kernel (zero-copy for
+        if self._sending is None and not self._buffer:
+            # Nothing queued: hand the bytes to the kernel (zero-copy for
             # bytes; anything mutable is copied, the caller may reuse it).
             if type(data) is not bytes:
                 data = bytes(data)
-            self._sending = data
-            self._send_off = 0
-            self._loop._prep_send(self._fd, data, self._ud_send, 0)
-            if len(data) <= HIGH_WATER:
+            loop = self._loop
+            ud = self._ud_quick
+            quick = loop._quick
+            if ud in quick or ud in loop._quick_settling:
+                # Our last quick send is not settled yet (its failure, if
+                # any, may still be ahead in this batch): keep the order.
+                self._buffer += data
+                loop._unsettled.append(self)
+            elif len(data) <= HIGH_WATER and loop._prep_quick is not None:
+                # The common case: no completion unless it fails (see _quick_done).
+                quick[ud] = data  # alive until the enter that submits it has returned
+                loop._prep_quick(self._fd, data, ud)
                 return
+            else:
+                self._sending = data
+                self._send_off = 0
+                loop._prep_send(self._fd, data, self._ud_send, 0)
+                if len(data) <= HIGH_WATER:
+                    return
         else:
             self._buffer += data
         if not self._protocol_paused and self.get_write_buffer_size() > HIGH_WATER:
@@ -219,7 +237,10 @@ class Connection(LoopWorkerMixin):
             return
         self._closing = True
         if self._sending is None:
-            self._finish(None)
+            if self._buffer or self._quick_pending():
+                self._loop._unsettled.append(self)  # _settle flushes, then finishes
+            else:
+                self._finish(None)
         # else: flushing; _send_done finishes once the buffer is empty.
 
     def abort(self) -> None:
@@ -265,9 +286,18 @@ class Connection(LoopWorkerMixin):
 
     def get_write_buffer_size(self) -> int:
         sending = self._sending
-        if sending is None:
-            return 0
-        return len(sending) - self._send_off + len(self._buffer)
+        if sending is not None:
+            return len(sending) - self._send_off + len(self._buffer)
+        loop = self._loop
+        quick = loop._quick.get(self._ud_quick) or loop._quick_settling.get(self._ud_quick) or b""
+        return len(quick) + len(self._buffer)
+
+    def _quick_pending(self) -> bool:
+        """A quick send of ours is not settled: submitted by the last enter
+        (its failure CQE may be in the batch being dispatched) or not yet."""
+        ud = self._ud_quick
+        loop = self._loop
+        return ud in loop._quick or ud in loop._quick_settling
 
     # ---- completions (the loop's handlers, by user_data)
 
@@ -305,8 +335,8 @@ class Connection(LoopWorkerMixin):
         else:
             data = b""  # errors and EOF carry no buffer
         if self._closing:
-            if self._closed and not self._recv_armed and self._sending is None:
-                self._release()
+            if self._closed:
+                self._release_if_done()
             return  # closing: what arrives now is dropped, as a readiness loop stops reading
         if res > 0:
             self.last_active = self._loop.now
@@ -371,8 +401,7 @@ class Connection(LoopWorkerMixin):
                 return
         if self._closed:
             self._sending = None
-            if not self._recv_armed:
-                self._release()
+            self._release_if_done()
             return
         if res < 0:
             if -res in _RETRY:
@@ -403,6 +432,54 @@ class Connection(LoopWorkerMixin):
                 self._protocol_error(exc, "resume_writing")
                 return
         if self._sending is None and self._closing:
+            self._finish(None)
+
+    def _quick_done(self, res: int, flags: int) -> None:
+        """A quick send did not go out whole (a success posts no CQE): the
+        socket was full (-EAGAIN), it sent ``res`` bytes of it, or failed.
+        The rest becomes an ordinary send, which waits in the kernel until
+        the socket is writable; what was written since follows it."""
+        loop = self._loop
+        ud = self._ud_quick
+        data = loop._quick_settling.pop(ud, None) or loop._quick.pop(ud, None)
+        loop._stats["quick_failed"] += 1
+        if self._closed:
+            self._release_if_done()
+            return
+        if data is None or res >= len(data):  # pragma: no cover - the kernel skips these
+            return
+        if res >= 0 or -res in _RETRY:
+            self._sending = data
+            self._send_off = max(res, 0)
+            loop._prep_send(self._fd, data, self._ud_send, self._send_off)
+            if not self._protocol_paused and self.get_write_buffer_size() > HIGH_WATER:
+                self._protocol_paused = True
+                try:
+                    self._protocol.pause_writing()
+                except Exception as exc:
+                    self._protocol_error(exc, "pause_writing")
+            return
+        self._fatal(_error(res))
+
+    def _settle(self) -> None:
+        """After a batch: our quick send has settled (gone whole, or turned
+        into an ordinary send by _quick_done): send what was written while
+        it was pending, finish a close that waited for it, release a zombie."""
+        if self._quick_pending():
+            self._loop._unsettled.append(self)  # a newer one: after the next batch
+            return
+        if self._closed:
+            self._release_if_done()
+            return
+        if self._sending is not None:
+            return  # an ordinary send is in flight: _send_done takes it from here
+        buffer = self._buffer
+        if buffer:
+            data = self._sending = bytes(buffer)
+            buffer.clear()
+            self._send_off = 0
+            self._loop._prep_send(self._fd, data, self._ud_send, 0)
+        elif self._closing:
             self._finish(None)
 
     # ---- internals
@@ -443,11 +520,25 @@ class Connection(LoopWorkerMixin):
         if self._sending is not None:
             loop._prep_cancel(self._ud_send, UD_CANCEL)
             in_flight = True
+        if self._quick_pending():  # cannot be cancelled, settles within a batch
+            loop._unsettled.append(self)
+            in_flight = True
         if in_flight:
             loop._zombies[self._id] = self
         else:
             self._release()
         loop._ready.append((self._connection_lost, exc))
+
+    def _release_if_done(self) -> None:
+        """A closed connection waiting for its completions: release it
+        once nothing of it is left in the kernel."""
+        if (
+            not self._recv_armed
+            and self._sending is None
+            and not self._quick_pending()
+            and self._id in self._loop._zombies
+        ):
+            self._release()
 
     def _release(self) -> None:
         """Every completion is in: the kernel is done with us; close the fd."""
@@ -456,6 +547,7 @@ class Connection(LoopWorkerMixin):
         handlers = loop._handlers
         handlers.pop(self._ud_recv, None)
         handlers.pop(self._ud_send, None)
+        handlers.pop(self._ud_quick, None)
         self._sending = None
         self._sock.close()
         loop._connection_closed()
@@ -476,6 +568,7 @@ class Server(LoopServer):
     # start); False forces the one-shot fallbacks (kernels before 5.19 / 6.0).
     multishot_accept = True
     multishot_recv = True
+    quick_sends = True  # False: every send is an ordinary one, with its CQE
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -513,7 +606,21 @@ class Server(LoopServer):
         self._accepting = False  # we want connections
         self._accept_armed = False  # an accept SQE is in the kernel
         self._wakeup_armed = False
-        self._stats = {"enters": 0, "completions": 0, "submitted": 0, "accepted": 0, "rejected": 0}
+        self._stats = {
+            "enters": 0,
+            "completions": 0,
+            "submitted": 0,
+            "accepted": 0,
+            "rejected": 0,
+            "quick_failed": 0,
+        }
+        # Quick sends (Ring.quick_send_preparer) by user_data -> their bytes:
+        # queued since the last reap, and submitted by the last enter (their
+        # failure CQEs, if any, are in the batch being dispatched).
+        self._prep_quick: Callable[[int, bytes, int], None] | None = None
+        self._quick: dict[int, bytes] = {}
+        self._quick_settling: dict[int, bytes] = _SETTLED
+        self._unsettled: list[Connection] = []  # to _settle() after this batch
 
     # ---- accepting
 
@@ -565,6 +672,7 @@ class Server(LoopServer):
         self._connections[conn_id] = conn
         self._handlers[conn._ud_recv] = conn._recv_done
         self._handlers[conn._ud_send] = conn._send_done
+        self._handlers[conn._ud_quick] = conn._quick_done
         self._stats["accepted"] += 1
         protocol = self.protocol_factory()
         conn._protocol = protocol
@@ -586,6 +694,12 @@ class Server(LoopServer):
         if res != -_ECANCELED and not self._wakeup_closing:
             self._ring.prep_recv_select(self._wake_r.fileno(), UD_WAKEUP, POOL_BGID)
             self._wakeup_armed = True
+
+    def _settle_all(self) -> None:
+        unsettled = self._unsettled
+        self._unsettled = []
+        for conn in unsettled:
+            conn._settle()
 
     def statistics(self) -> dict[str, int | float]:
         stats: dict[str, int | float] = dict(self._stats)
@@ -614,6 +728,8 @@ class Server(LoopServer):
         self._prep_recv = ring.prep_recv_select
         self._prep_send = ring.unmanaged_send_preparer()
         self._prep_cancel = ring.prep_cancel
+        if self.quick_sends and self.config.uring_quick_sends:
+            self._prep_quick = ring.quick_send_preparer()
         self._handlers[UD_ACCEPT] = self._accept_done
         self._handlers[UD_WAKEUP] = self._wakeup_done
         self._wake_r, wake_w = socket.socketpair()
@@ -633,10 +749,11 @@ class Server(LoopServer):
             if self.config.idle_timeout_s > 0:
                 self.call_later(min(self.config.idle_timeout_s / 4, 1.0), self._idle_sweep)
             log.debug(
-                "io_uring: setup %s; multishot accept %s, recv %s; recv pool %d x %d B",
+                "io_uring: setup %s; multishot accept %s, recv %s; quick sends %s; recv pool %d x %d B",
                 "|".join(ring.setup_flag_names) or "none",
                 "yes" if self._multishot_accept else "no",
                 "yes" if self._multishot_recv else "no",
+                "yes" if self._prep_quick is not None else "no",
                 POOL_COUNT,
                 POOL_SIZE,
             )
@@ -672,14 +789,20 @@ class Server(LoopServer):
             self._prep_cancel(UD_WAKEUP, UD_CANCEL)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         handlers = self._handlers
-        while (self._zombies or self._accept_armed or self._wakeup_armed) and time.monotonic() < deadline:
+        while (
+            self._zombies or self._accept_armed or self._wakeup_armed or self._quick
+        ) and time.monotonic() < deadline:
             self._flush_recycled()
             ring.submit_and_wait(1, timeout=0.05)
             self.now = time.monotonic()
-            for ud, res, flags in ring.reap():
+            cqes = ring.reap()
+            self._quick_settling, self._quick = self._quick, {}
+            for ud, res, flags in cqes:
                 handler = handlers.get(ud)
                 if handler is not None:
                     handler(res, flags)
+            self._quick_settling = _SETTLED
+            self._settle_all()
         for callback, arg in self._ready:  # the connection_lost calls still queued
             callback(arg)
         self._ready.clear()
@@ -712,16 +835,25 @@ class Server(LoopServer):
                 if recycled:
                     flush_recycled()
                 # One enter: submit this turn's SQEs, wait for a completion
-                # (not at all if callbacks are queued), at most until the next timer.
-                submitted += submit_and_wait(0 if ready else 1, timeout)
+                # (not at all if callbacks are queued or a connection waits
+                # for its quick send to settle: a success posts no CQE, so
+                # nothing would wake us), at most until the next timer.
+                submitted += submit_and_wait(0 if ready or self._unsettled else 1, timeout)
                 self.now = monotonic()
                 cqes = reap()
+                # The quick sends queued before that enter are done, or their
+                # CQE is in this batch: until it is dispatched they are "settling".
+                self._quick_settling = self._quick
+                self._quick = {}
                 enters += 1
                 completions += len(cqes)
                 for ud, res, flags in cqes:
                     handler = get_handler(ud)
                     if handler is not None:  # None: a cancel's own CQE
                         handler(res, flags)
+                self._quick_settling = _SETTLED
+                if self._unsettled:
+                    self._settle_all()
                 # Run only what is queued now: callbacks queued by these run next turn.
                 for _ in range(len(ready)):
                     callback, arg = popleft()
