@@ -79,7 +79,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 __all__ = [
     "Ring",
@@ -338,6 +338,7 @@ _SQE = struct.Struct("<" + "".join(code for _, code in SQE_FIELDS))
 # Every prep_* writes all 16 fields (stale bytes from the SQE's last use
 # must not leak into the new one) with one precompiled pack_into (~0.3 us).
 _pack_sqe = _SQE.pack_into
+_ADDR_LEN = struct.Struct("<QI")  # io_uring_sqe.addr and .len (offsets 16 and 24)
 _CQE = struct.Struct("<QiI")  # user_data, res, flags
 _BUF = struct.Struct("<QIH")  # io_uring_buf minus resv
 _SQE_SIZE = 64
@@ -909,26 +910,55 @@ class Ring:
             return prep_send_managed
         return self._send_preparer(socket.MSG_NOSIGNAL, 0)
 
-    def quick_send_preparer(self) -> Callable[[int, bytes, int], None] | None:
-        """``prep(fd, data, user_data)``: a send that completes *inside the
-        enter that submits it*, and posts a CQE only if it did not send it all.
+    def quick_send_template(self, fd: int, user_data: int) -> bytes:
+        """The SQE of a *quick send* on ``fd``, for :meth:`prep_quick_sends`.
 
-        ``MSG_DONTWAIT`` makes io_uring fail the send with ``-EAGAIN`` where
-        it would otherwise park it until the socket is writable (the request
-        gets ``REQ_F_NOWAIT``); ``MSG_WAITALL`` turns a short send into a
-        failure whose ``res`` is the count sent; ``IOSQE_CQE_SKIP_SUCCESS``
-        drops the CQE of a send that went out whole.  So once the next enter
-        has returned, ``data`` is no longer needed and the send is either
-        done (no CQE) or its CQE (``-EAGAIN``, a short count, or an error)
-        is among the next reap's.  The caller keeps ``data`` alive until
-        then and must not send on the socket again before it has seen that
-        reap (two sends could reorder).  None if this kernel cannot (no
-        ``IORING_FEAT_CQE_SKIP``, or the live check of :attr:`supports_quick_send`
-        failed) or the bytes layout is unknown.
+        A quick send completes inside the enter that submits it and posts a
+        CQE only if it did not send everything: ``MSG_DONTWAIT`` makes
+        io_uring fail it with ``-EAGAIN`` where it would otherwise park it
+        until the socket is writable (the request gets ``REQ_F_NOWAIT``);
+        ``MSG_WAITALL`` turns a short send into a failure whose ``res`` is
+        the count sent; ``IOSQE_CQE_SKIP_SUCCESS`` drops the CQE of a send
+        that went out whole.  So once the next enter has returned, its bytes
+        are no longer needed and the send is either done (no CQE) or its CQE
+        (``-EAGAIN``, a short count, or an error) is among the next reap's.
+        Check :attr:`supports_quick_send` first.
         """
         if _BYTES_OFF is None or not self.supports_quick_send:
-            return None
-        return self._send_preparer(_QUICK_MSG_FLAGS, IOSQE_CQE_SKIP_SUCCESS)
+            raise OSError(errno.EOPNOTSUPP, "quick sends are not supported here")
+        return _SQE.pack(
+            # opcode, flags, ioprio, fd, off, addr, len, op_flags
+            IORING_OP_SEND, IOSQE_CQE_SKIP_SUCCESS, 0, fd, 0, 0, 0, _QUICK_MSG_FLAGS,
+            # user_data, buf_index, personality, file_index, addr3, pad2
+            user_data, 0, 0, 0, 0, 0,
+        )  # fmt: skip
+
+    def prep_quick_sends(self, sends: Iterable[tuple[bytes, bytes]]) -> None:
+        """Queue quick sends, given as ``(template, data)`` pairs
+        (:meth:`quick_send_template`; ``data`` a ``bytes`` object).
+
+        Made for an event loop that stages its replies during a turn and
+        queues them all just before its enter: per send one 64-byte copy of
+        the template and one patch of address and length, in one loop here
+        (measured: ~0.15 us a send less than one prep call each).  The
+        caller keeps each ``data`` alive until the next enter has returned,
+        and queues at most one quick send per socket per enter (two could
+        reorder if the first comes back short).
+        """
+        sqes, mask, entries = self._sqes, self._sq_mask, self.sq_entries
+        patch, bytes_off = _ADDR_LEN.pack_into, _BYTES_OFF
+        tail, head = self._sq_tail, self._sq_head
+        for template, data in sends:
+            if (tail - head) & _U32 < entries:
+                slot = (tail & mask) << 6
+                tail = (tail + 1) & _U32
+            else:  # full as far as we know: refresh the head, submit if it really is
+                self._sq_tail = tail
+                slot = self._next_sqe()
+                tail, head = self._sq_tail, self._sq_head
+            sqes[slot : slot + 64] = template
+            patch(sqes, slot + 16, id(data) + bytes_off, len(data))
+        self._sq_tail = tail
 
     def _send_preparer(self, msg_flags: int, sqe_flags: int) -> Callable[..., None]:
         pack, sqes, bytes_off, op_send = _pack_sqe, self._sqes, _BYTES_OFF, IORING_OP_SEND
@@ -1232,7 +1262,7 @@ class Ring:
     @property
     def supports_quick_send(self) -> bool:
         """Checked live once: with ``IORING_FEAT_CQE_SKIP`` (5.17+), a quick
-        send (see :meth:`quick_send_preparer`) on a full socket must fail
+        send (see :meth:`quick_send_template`) on a full socket must fail
         inside the enter with ``-EAGAIN``, not be parked until writable."""
         if "quick_send" not in self._multishot:
             ok = bool(self.features & IORING_FEAT_CQE_SKIP) and self.supports(IORING_OP_SEND)

@@ -629,29 +629,33 @@ def test_batch_recycler_in_any_order(ring, pair):
         assert seen[2] == seen[1][::-1]  # given back reversed: taken reversed
 
 
-def test_quick_send_preparer(ring):
+def test_quick_sends(ring):
     """A quick send that goes out whole posts nothing; on a full socket it
     fails inside the enter with -EAGAIN; a send larger than the room left
     comes back with the count it sent."""
-    prep = ring.quick_send_preparer()
-    if prep is None:
+    if not ring.supports_quick_send:
         pytest.skip("quick sends not supported by this kernel")
     a, b = socket.socketpair()
     try:
         a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+        template = ring.quick_send_template(a.fileno(), 7)
+
+        def send(data):
+            ring.prep_quick_sends([(template, data)])
+
         data = b"quick" * 100
-        prep(a.fileno(), data, 7)
+        send(data)
         ring.submit_and_wait(0)
         assert ring.reap() == []  # success: no completion at all
         assert b.recv(1000) == data
         big = os.urandom(1 << 20)
-        prep(a.fileno(), big, 8)
+        send(big)
         ring.submit_and_wait(0)
         [(ud, res, _flags)] = ring.reap()  # at once: the request was not parked
-        assert ud == 8 and 0 < res < len(big), res
-        prep(a.fileno(), big, 9)
+        assert ud == 7 and 0 < res < len(big), res
+        send(big)
         ring.submit_and_wait(0)
-        assert ring.reap() == [(9, -errno.EAGAIN, 0)]
+        assert ring.reap() == [(7, -errno.EAGAIN, 0)]
         b.setblocking(False)
         received = bytearray()
         with contextlib.suppress(BlockingIOError):
@@ -661,3 +665,36 @@ def test_quick_send_preparer(ring):
     finally:
         a.close()
         b.close()
+
+
+def test_prep_quick_sends_fills_and_wraps_a_small_sq():
+    """More quick sends than the SQ has slots, over several rounds: the SQ
+    is submitted when full, the indices wrap, every byte arrives in order."""
+    ring = Ring(4)
+    try:
+        if not ring.supports_quick_send:
+            pytest.skip("quick sends not supported by this kernel")
+        pairs = [socket.socketpair() for _ in range(10)]
+        templates = [ring.quick_send_template(a.fileno(), 100 + i) for i, (a, _) in enumerate(pairs)]
+        for round_no in range(5):
+            data = [b"%d:%d;" % (round_no, i) for i in range(10)]
+            ring.prep_quick_sends(zip(templates, data, strict=True))
+            ring.submit_and_wait(0)
+            assert ring.reap() == []  # all went out whole
+            for (_, b), chunk in zip(pairs, data, strict=True):
+                assert recv_exactly_socket(b, len(chunk)) == chunk
+        for a, b in pairs:
+            a.close()
+            b.close()
+    finally:
+        ring.close()
+
+
+def recv_exactly_socket(sock, n):
+    buf = b""
+    sock.settimeout(5)
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk
+        buf += chunk
+    return buf

@@ -125,7 +125,7 @@ BUFFER_SHIFT = uring.IORING_CQE_BUFFER_SHIFT
 _ECANCELED = errno.ECANCELED
 # recv/send results that mean "try again" rather than "this peer is gone".
 _RETRY = frozenset({errno.EAGAIN, errno.EINTR, errno.ENOBUFS})
-_SETTLED: dict[int, bytes] = {}  # Server._quick_settling between batches: always empty
+_SETTLED: dict[int, tuple[bytes, bytes]] = {}  # Server._quick_settling between batches: always empty
 
 
 def _error(res: int) -> OSError:
@@ -155,6 +155,8 @@ class Connection(LoopWorkerMixin):
         "_ud_recv",
         "_ud_send",
         "_ud_quick",
+        "_quick_sqe",
+        "_quick_batch",
         "_protocol",
         "_buffer",
         "_sending",
@@ -179,6 +181,8 @@ class Connection(LoopWorkerMixin):
         self._ud_recv = (conn_id << KIND_BITS) | K_RECV
         self._ud_send = (conn_id << KIND_BITS) | K_SEND
         self._ud_quick = (conn_id << KIND_BITS) | K_QUICK
+        self._quick_sqe: bytes | None = None  # Ring.quick_send_template, if quick sends are used
+        self._quick_batch = -1  # the loop's batch when our last quick send was queued
         self._protocol: Any = None
         self._buffer = bytearray()  # output waiting for the send in flight
         self._sending: bytes | None = None  # the send in flight (kept alive until its CQE)
@@ -205,17 +209,16 @@ class Connection(LoopWorkerMixin):
             if type(data) is not bytes:
                 data = bytes(data)
             loop = self._loop
-            ud = self._ud_quick
-            quick = loop._quick
-            if ud in quick or ud in loop._quick_settling:
+            if self._quick_batch >= loop._settled:
                 # Our last quick send is not settled yet (its failure, if
                 # any, may still be ahead in this batch): keep the order.
                 self._buffer += data
                 loop._unsettled.append(self)
-            elif len(data) <= HIGH_WATER and loop._prep_quick is not None:
-                # The common case: no completion unless it fails (see _quick_done).
-                quick[ud] = data  # alive until the enter that submits it has returned
-                loop._prep_quick(self._fd, data, ud)
+            elif self._quick_sqe is not None and len(data) <= HIGH_WATER:
+                # The common case: staged, queued just before the next enter,
+                # no completion unless it fails (see _quick_done).
+                loop._quick[self._ud_quick] = (self._quick_sqe, data)
+                self._quick_batch = loop._batch
                 return
             else:
                 self._sending = data
@@ -289,15 +292,13 @@ class Connection(LoopWorkerMixin):
         if sending is not None:
             return len(sending) - self._send_off + len(self._buffer)
         loop = self._loop
-        quick = loop._quick.get(self._ud_quick) or loop._quick_settling.get(self._ud_quick) or b""
-        return len(quick) + len(self._buffer)
+        staged = loop._quick.get(self._ud_quick) or loop._quick_settling.get(self._ud_quick)
+        return (len(staged[1]) if staged else 0) + len(self._buffer)
 
     def _quick_pending(self) -> bool:
-        """A quick send of ours is not settled: submitted by the last enter
-        (its failure CQE may be in the batch being dispatched) or not yet."""
-        ud = self._ud_quick
-        loop = self._loop
-        return ud in loop._quick or ud in loop._quick_settling
+        """A quick send of ours is not settled: queued since the last enter,
+        or submitted by it and its failure CQE (if any) not yet dispatched."""
+        return self._quick_batch >= self._loop._settled
 
     # ---- completions (the loop's handlers, by user_data)
 
@@ -441,7 +442,8 @@ class Connection(LoopWorkerMixin):
         the socket is writable; what was written since follows it."""
         loop = self._loop
         ud = self._ud_quick
-        data = loop._quick_settling.pop(ud, None) or loop._quick.pop(ud, None)
+        staged = loop._quick_settling.pop(ud, None)
+        data = staged[1] if staged else None
         loop._stats["quick_failed"] += 1
         if self._closed:
             self._release_if_done()
@@ -614,12 +616,17 @@ class Server(LoopServer):
             "rejected": 0,
             "quick_failed": 0,
         }
-        # Quick sends (Ring.quick_send_preparer) by user_data -> their bytes:
-        # queued since the last reap, and submitted by the last enter (their
-        # failure CQEs, if any, are in the batch being dispatched).
-        self._prep_quick: Callable[[int, bytes, int], None] | None = None
-        self._quick: dict[int, bytes] = {}
-        self._quick_settling: dict[int, bytes] = _SETTLED
+        # Quick sends by user_data -> (SQE template, bytes): _quick, staged
+        # since the last reap and queued just before the next enter;
+        # _quick_settling, submitted by the last enter (their failure CQEs,
+        # if any, are in the batch being dispatched).
+        self._quick_sends = False  # the ring can (Ring.supports_quick_send) and we want them
+        self._quick: dict[int, tuple[bytes, bytes]] = {}  # user_data -> (SQE template, data)
+        self._quick_settling: dict[int, tuple[bytes, bytes]] = _SETTLED
+        # Batches: _dispatch numbers them.  A quick send queued while _batch
+        # is k has settled once batch k + 1 is dispatched (_settled > k).
+        self._batch = 0
+        self._settled = 0
         self._unsettled: list[Connection] = []  # to _settle() after this batch
 
     # ---- accepting
@@ -673,6 +680,8 @@ class Server(LoopServer):
         self._handlers[conn._ud_recv] = conn._recv_done
         self._handlers[conn._ud_send] = conn._send_done
         self._handlers[conn._ud_quick] = conn._quick_done
+        if self._quick_sends:
+            conn._quick_sqe = self._ring.quick_send_template(conn._fd, conn._ud_quick)
         self._stats["accepted"] += 1
         protocol = self.protocol_factory()
         conn._protocol = protocol
@@ -695,6 +704,23 @@ class Server(LoopServer):
             self._ring.prep_recv_select(self._wake_r.fileno(), UD_WAKEUP, POOL_BGID)
             self._wakeup_armed = True
 
+    def _dispatch(self, cqes: list[tuple[int, int, int]]) -> None:
+        """Hand one batch of completions to their handlers (by user_data)."""
+        # The quick sends queued before the enter are done, or their CQE is
+        # in this batch: until it is dispatched they are "settling".
+        self._quick_settling = self._quick
+        self._quick = {}
+        self._batch += 1
+        get_handler = self._handlers.get
+        for ud, res, flags in cqes:
+            handler = get_handler(ud)
+            if handler is not None:  # None: a cancel's own CQE
+                handler(res, flags)
+        self._quick_settling = _SETTLED
+        self._settled = self._batch
+        if self._unsettled:
+            self._settle_all()
+
     def _settle_all(self) -> None:
         unsettled = self._unsettled
         self._unsettled = []
@@ -711,9 +737,8 @@ class Server(LoopServer):
 
     # ---- the loop
 
-    def serve_forever(self) -> None:
-        # The ring is created here, in the serving thread: SINGLE_ISSUER
-        # rings belong to the thread that made them.
+    def _open_ring(self) -> uring.Ring:
+        """The ring, the recv pool, and the hot path's bound callables."""
         ring = self._ring = uring.Ring(RING_ENTRIES)
         try:
             self._multishot_accept = self.multishot_accept and ring.supports_multishot_accept
@@ -728,8 +753,13 @@ class Server(LoopServer):
         self._prep_recv = ring.prep_recv_select
         self._prep_send = ring.unmanaged_send_preparer()
         self._prep_cancel = ring.prep_cancel
-        if self.quick_sends and self.config.uring_quick_sends:
-            self._prep_quick = ring.quick_send_preparer()
+        self._quick_sends = self.quick_sends and self.config.uring_quick_sends and ring.supports_quick_send
+        return ring
+
+    def serve_forever(self) -> None:
+        # The ring is created here, in the serving thread: SINGLE_ISSUER
+        # rings belong to the thread that made them.
+        ring = self._open_ring()
         self._handlers[UD_ACCEPT] = self._accept_done
         self._handlers[UD_WAKEUP] = self._wakeup_done
         self._wake_r, wake_w = socket.socketpair()
@@ -753,7 +783,7 @@ class Server(LoopServer):
                 "|".join(ring.setup_flag_names) or "none",
                 "yes" if self._multishot_accept else "no",
                 "yes" if self._multishot_recv else "no",
-                "yes" if self._prep_quick is not None else "no",
+                "yes" if self._quick_sends else "no",
                 POOL_COUNT,
                 POOL_SIZE,
             )
@@ -788,21 +818,15 @@ class Server(LoopServer):
         if self._wakeup_armed:
             self._prep_cancel(UD_WAKEUP, UD_CANCEL)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        handlers = self._handlers
         while (
             self._zombies or self._accept_armed or self._wakeup_armed or self._quick
         ) and time.monotonic() < deadline:
             self._flush_recycled()
+            if self._quick:
+                ring.prep_quick_sends(self._quick.values())
             ring.submit_and_wait(1, timeout=0.05)
             self.now = time.monotonic()
-            cqes = ring.reap()
-            self._quick_settling, self._quick = self._quick, {}
-            for ud, res, flags in cqes:
-                handler = handlers.get(ud)
-                if handler is not None:
-                    handler(res, flags)
-            self._quick_settling = _SETTLED
-            self._settle_all()
+            self._dispatch(ring.reap())
         for callback, arg in self._ready:  # the connection_lost calls still queued
             callback(arg)
         self._ready.clear()
@@ -820,8 +844,9 @@ class Server(LoopServer):
     def _run(self) -> None:
         ring = self._ring
         submit_and_wait = ring.submit_and_wait
+        prep_quick_sends = ring.prep_quick_sends
         reap = ring.reap
-        get_handler = self._handlers.get
+        dispatch = self._dispatch
         ready = self._ready
         popleft = ready.popleft
         stats = self._stats
@@ -838,22 +863,14 @@ class Server(LoopServer):
                 # (not at all if callbacks are queued or a connection waits
                 # for its quick send to settle: a success posts no CQE, so
                 # nothing would wake us), at most until the next timer.
+                if self._quick:
+                    prep_quick_sends(self._quick.values())
                 submitted += submit_and_wait(0 if ready or self._unsettled else 1, timeout)
                 self.now = monotonic()
                 cqes = reap()
-                # The quick sends queued before that enter are done, or their
-                # CQE is in this batch: until it is dispatched they are "settling".
-                self._quick_settling = self._quick
-                self._quick = {}
                 enters += 1
                 completions += len(cqes)
-                for ud, res, flags in cqes:
-                    handler = get_handler(ud)
-                    if handler is not None:  # None: a cancel's own CQE
-                        handler(res, flags)
-                self._quick_settling = _SETTLED
-                if self._unsettled:
-                    self._settle_all()
+                dispatch(cqes)
                 # Run only what is queued now: callbacks queued by these run next turn.
                 for _ in range(len(ready)):
                     callback, arg = popleft()
