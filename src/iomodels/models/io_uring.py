@@ -309,19 +309,8 @@ class Connection(LoopWorkerMixin):
             loop._prep_recv(self._fd, self._ud_recv, POOL_BGID, multishot=loop._multishot_recv)
 
     def _recv_done(self, res: int, flags: int) -> None:
-        if res > 0 and flags & F_MORE and not (self._closing or self._reading_paused or self._stash):
-            # The hot path: data, the multishot recv stays armed, deliver it.
-            loop = self._loop
-            bid = flags >> BUFFER_SHIFT
-            start = bid * POOL_SIZE
-            data = loop._pool_mem[start : start + res]
-            loop._recycle(bid)
-            self.last_active = loop.now
-            try:
-                self._protocol.data_received(data)
-            except Exception as exc:
-                self._protocol_error(exc, "data_received")
-            return
+        # The hot path (data, multishot recv still armed, reading) is inlined
+        # in Server._dispatch; this handles every other recv completion.
         if not flags & F_MORE:  # the request is over (one-shot, or multishot ended)
             self._recv_armed = False
             self._recv_cancelling = False
@@ -550,6 +539,7 @@ class Connection(LoopWorkerMixin):
         handlers.pop(self._ud_recv, None)
         handlers.pop(self._ud_send, None)
         handlers.pop(self._ud_quick, None)
+        loop._readers.pop(self._ud_recv, None)
         self._sending = None
         self._sock.close()
         loop._connection_closed()
@@ -600,6 +590,7 @@ class Server(LoopServer):
         self._ring: uring.Ring | None = None
         self._pool: uring.BufferRing | None = None
         self._handlers: dict[int, Callable[[int, int], None]] = {}  # user_data -> handler
+        self._readers: dict[int, Connection] = {}  # recv user_data -> connection (the hot path)
         self._connections: dict[int, Connection] = {}  # id -> open connection
         self._zombies: dict[int, Connection] = {}  # id -> closed, completions still due
         self._ids = itertools.count(1)
@@ -678,6 +669,7 @@ class Server(LoopServer):
         conn = Connection(self, sock, conn_id, peername)
         self._connections[conn_id] = conn
         self._handlers[conn._ud_recv] = conn._recv_done
+        self._readers[conn._ud_recv] = conn
         self._handlers[conn._ud_send] = conn._send_done
         self._handlers[conn._ud_quick] = conn._quick_done
         if self._quick_sends:
@@ -712,7 +704,30 @@ class Server(LoopServer):
         self._quick = {}
         self._batch += 1
         get_handler = self._handlers.get
+        get_reader = self._readers.get
+        pool_mem = self._pool_mem
+        recycle = self._recycle
+        now = self.now
         for ud, res, flags in cqes:
+            conn = get_reader(ud)
+            if (
+                conn is not None
+                and res > 0
+                and flags & F_MORE
+                and not (conn._closing or conn._reading_paused or conn._stash)
+            ):
+                # The hot path, inlined (a call is ~0.1 us): data, the
+                # multishot recv stays armed, deliver it.  Copy it out of
+                # the pool and give the buffer back at once.
+                start = (flags >> BUFFER_SHIFT) * POOL_SIZE
+                data = pool_mem[start : start + res]
+                recycle(flags >> BUFFER_SHIFT)
+                conn.last_active = now
+                try:
+                    conn._protocol.data_received(data)
+                except Exception as exc:
+                    conn._protocol_error(exc, "data_received")
+                continue
             handler = get_handler(ud)
             if handler is not None:  # None: a cancel's own CQE
                 handler(res, flags)
