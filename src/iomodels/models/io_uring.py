@@ -16,7 +16,8 @@ The rings: the SQ and CQ are shared memory (see iomodels.uring); queueing an
 One loop turn:
 
     1. submit_and_wait        ONE io_uring_enter: submits every SQE queued in
-                              the last turn, waits for >= 1 completion (or the
+                              the last turn (the staged replies are queued
+                              just before), waits for >= 1 completion (or the
                               next timer), and (DEFER_TASKRUN) runs the
                               kernel's deferred work, which posts the CQEs
     2. reap + dispatch        every CQE, by user_data: (connection id << 3) | kind
@@ -26,24 +27,40 @@ One loop turn:
 
 Why batching: the system call is the expensive part, and in Python so is the
   ctypes call around it.  Whatever the number of active connections, a turn
-  costs one enter (at 100 busy connections: ~70 completions per enter), so
-  the per-request cost is the Python bytecode that packs an SQE and
-  dispatches a CQE.  That is the cost to cut: bound-method locals, a dict
-  from user_data to bound handler, a fast path first in each handler, and
-  no per-operation bookkeeping in the ring layer (Ring.unmanaged_send_preparer
-  and BufferRing.batch_recycler: the hot-path variants of prep_send/recycle).
+  costs one enter (at 100 busy connections: ~40 completions per enter), so
+  the per-request cost is the Python bytecode that dispatches a CQE and
+  queues an SQE.  That is the cost to cut, and what cut it (measured with
+  bench/uring_dispatch.py, this model's own dispatch fed synthetic
+  completions, no kernel: 0.95 -> 0.65 us of Python per request):
+  - Quick sends: one CQE per request instead of two.  A reply goes out as
+    a send with MSG_DONTWAIT (the kernel fails it with -EAGAIN rather than
+    park it), MSG_WAITALL (a short send is a failure whose res is the count
+    sent) and IOSQE_CQE_SKIP_SUCCESS (no CQE when it all went out).  The
+    kernel runs it inside the enter that submits it, so when the enter
+    returns the bytes are sent, or its CQE is in the next batch: the rest
+    then goes as an ordinary send, which waits in the kernel for room and
+    posts its CQE.  Until that batch has been dispatched the quick send is
+    "settling": a write in the meantime is buffered and sent after the
+    batch (_settle), so bytes stay in order; a close waits for it the same
+    way (the fd must stay open until the SQE naming it was submitted).
+    A success is silent, so while a connection waits in _unsettled the
+    enter does not wait for a completion.  --uring-sends=plain turns this
+    off (a CQE per send, one send in flight per connection).
+  - Staged sends: a reply is staged (user_data -> (its connection's SQE
+    template, the bytes)) and Ring.prep_quick_sends writes the turn's
+    replies into the SQ in one loop just before the enter: a 64-byte copy
+    and an address/length patch each, no call per send.
+  - The recv hot path inlined in _dispatch; buffers recycled once per turn
+    (BufferRing.batch_recycler, which only moves the tail when they come
+    back in the order the kernel took them).
 What to watch when measuring: statistics() (logged at exit) gives
-  completions and SQEs per enter: the batching actually obtained.  A
-  request costs two CQEs (its recv and its send) where epoll has one event
-  and two syscalls: the kernel side is about even (TCP dominates), and
-  the difference is Python per CQE.  The kernel's work runs inside our enter,
-  in our task (DEFER_TASKRUN), so it is charged to the server's CPU time as
-  epoll's recv()/send() are: the comparison is fair.  Replies go out at the
-  next enter, after the whole batch: higher latency per request than epoll's
-  immediate send() at the same CPU cost.
-  Measured (bench/echo_bench.py, 100 connections, 1 KiB echo, server pinned
-  to one core, 5 interleaved rounds, shared 2-CPU VM, kernel 6.18): server
-  CPU per request 5.8-6.0 us against epoll's 5.3-5.6 us and uvloop's 5.5 us.
+  completions and SQEs per enter (the batching obtained) and quick_failed
+  (quick sends that came back short: a peer reading slower than we write).
+  The kernel's work runs inside our enter, in our task (DEFER_TASKRUN), so
+  it is charged to the server's CPU time as epoll's recv()/send() are: the
+  comparison is fair.  Replies go out at the next enter, after the whole
+  batch: a little more latency per request than epoll's immediate send().
+  Measured: see BENCHMARKS.md ("io_uring against epoll and uvloop").
 Facts that shaped this code (kernel 6.18, this machine; see also uring.py):
   - Multishot accept (5.19+): one SQE, a CQE per connection with F_MORE;
     re-armed when a CQE comes without F_MORE (errors such as EMFILE end it).
@@ -58,9 +75,10 @@ Facts that shaped this code (kernel 6.18, this machine; see also uring.py):
     already posted before the cancel lands is stashed and delivered, in
     order, on resume_reading(): at most one enter's worth, bounded by the
     pool.  The stash is also how EOF waits for resume.
-  - At most one send in flight per connection: two unlinked sends can be
-    reordered.  The rest is buffered and sent when the first completes; a
-    short send resubmits the remainder (same bytes object, new offset).
+  - At most one send in flight per connection (quick or ordinary): two
+    unlinked sends can be reordered.  The rest is buffered and sent when
+    the first completes; a short send resubmits the remainder (same bytes
+    object, new offset).
   - Every buffer must stay alive until its completion, the -ECANCELED one
     after a cancel included: the connection holds its one send's bytes, the
     pool belongs to the server.  A closed connection's fd is closed only
