@@ -1047,12 +1047,14 @@ class Ring:
     def submit_and_wait(self, min_complete: int = 0, timeout: float | None = None) -> int:
         """Submit every queued SQE and wait for ``min_complete`` CQEs.
 
-        One ``io_uring_enter`` (retried only on a full CQ).  ``timeout`` in
-        seconds bounds the wait.  GETEVENTS is always passed: with
-        DEFER_TASKRUN that is what makes the kernel post completions, and it
-        flushes overflowed CQEs.  Returns the kernel's count of submitted
-        SQEs (0 when the wait was interrupted or timed out: the caller just
-        loops, reaping what is there).
+        One ``io_uring_enter``, retried on a full CQ and when the kernel
+        took fewer SQEs than queued (out of request memory): when this
+        returns, every SQE queued before the call has been submitted.
+        ``timeout`` in seconds bounds the wait.  GETEVENTS is always passed:
+        with DEFER_TASKRUN that is what makes the kernel post completions,
+        and it flushes overflowed CQEs.  Returns how many SQEs were
+        submitted (the wait may have been interrupted or timed out: the
+        caller just loops, reaping what is there).
         """
         if self._closed:
             raise ValueError("ring is closed")
@@ -1076,14 +1078,25 @@ class Ring:
         # before it are visible first).
         self._sq32[self._sq_ktail] = tail
         to_submit = (tail - self._sq32[self._sq_khead]) & _U32
+        submitted = 0
         for _ in range(8):
             ret = _syscall(_NR_ENTER, self.fd, to_submit, min_complete, flags, arg, argsz)
             if ret >= 0:
-                return ret
+                submitted += ret
+                if ret >= to_submit:
+                    return submitted
+                # Short (out of request memory): the rest is still in the SQ.
+                # Callers rely on "queued before submit_and_wait returns means
+                # submitted" (a quick send's bytes are freed after the next
+                # reap), so submit the rest now, without waiting.
+                self._backlog_reap()
+                to_submit = (tail - self._sq32[self._sq_khead]) & _U32
+                min_complete = 0
+                continue
             err = _get_errno()
-            if err == errno.EINTR or err == errno.ETIME:
-                return 0
-            if err == errno.EBUSY or err == errno.EAGAIN:
+            if (err == errno.EINTR or err == errno.ETIME) and not (tail - self._sq32[self._sq_khead]) & _U32:
+                return submitted  # interrupted or timed out, with everything submitted
+            if err in (errno.EBUSY, errno.EAGAIN, errno.EINTR, errno.ETIME):
                 # CQ full (older kernels refuse to submit then) or out of
                 # request memory: take the completions out of the kernel's
                 # way, keep them for reap(), and try again.

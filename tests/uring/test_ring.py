@@ -446,10 +446,30 @@ def test_enter_interrupted_returns_and_resubmits(ring, monkeypatch):
     fake = _FailOnce(uring._syscall, errno.EINTR)
     monkeypatch.setattr(uring, "_syscall", fake)
     ring.prep_nop(1)
-    assert ring.submit_and_wait(1) == 0  # EINTR: the caller just loops
-    assert fake.failed and ring.pending_sqes() == 1
-    ring.submit_and_wait(1)
-    assert ring.reap() == [(1, 0, 0)]
+    # EINTR with the SQE not taken yet: retried, so it is submitted on return.
+    assert ring.submit_and_wait(1) == 1
+    assert fake.failed and ring.pending_sqes() == 0
+    assert wait_for(ring, 1) == [(1, 0, 0)]
+
+
+def test_short_submit_is_completed(ring, monkeypatch):
+    """The kernel may take fewer SQEs than queued (out of request memory):
+    submit_and_wait submits the rest before it returns."""
+    real = uring._syscall
+    calls = []
+
+    def short_first(nr, fd, to_submit, *rest):
+        if nr is uring._NR_ENTER and not calls and to_submit > 1:
+            calls.append(to_submit)
+            return real(nr, fd, 1, *rest)  # the kernel takes only one
+        return real(nr, fd, to_submit, *rest)
+
+    monkeypatch.setattr(uring, "_syscall", short_first)
+    for ud in (1, 2, 3):
+        ring.prep_nop(ud)
+    assert ring.submit_and_wait(0) == 3
+    assert calls == [3] and ring.pending_sqes() == 0
+    assert sorted(wait_for(ring, 3)) == [(1, 0, 0), (2, 0, 0), (3, 0, 0)]
 
 
 def test_enter_busy_reaps_then_retries(ring, monkeypatch):

@@ -237,6 +237,7 @@ class Connection(LoopWorkerMixin):
                 # no completion unless it fails (see _quick_done).
                 loop._quick[self._ud_quick] = (self._quick_sqe, data)
                 self._quick_batch = loop._batch
+                self.last_active = loop.now  # no completion will say so if it all goes
                 return
             else:
                 self._sending = data

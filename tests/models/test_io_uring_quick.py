@@ -1,0 +1,231 @@
+"""io_uring quick sends (IOSQE_CQE_SKIP_SUCCESS + MSG_DONTWAIT|MSG_WAITALL):
+ordering across quick failures / buffered writes /
+back-pressure, close and abort with a quick send pending, and the idle
+timeout of a connection that only sends."""
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from iomodels import uring
+from iomodels.core.server import ServerConfig, make_listener
+from iomodels.models import io_uring
+from iomodels.protocols.echo import EchoProtocol
+
+from helpers import expect_eof, recv_exactly
+
+_OK, _REASON = io_uring.Server.available()
+pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(not _OK, reason=_REASON)]
+
+
+def _quick_supported() -> bool:
+    if not _OK:
+        return False
+    with uring.Ring(8) as ring:
+        return ring.supports_quick_send
+
+
+needs_quick = pytest.mark.skipif(not _quick_supported(), reason="this kernel has no quick sends")
+
+
+def serve(server_cls: type, protocol_cls: type, drive, **config) -> io_uring.Server:
+    """Serve in this (main) thread; ``drive(port)`` runs in a thread and
+    SIGTERMs us when done (as tests/models/test_io_uring.py run_in_process)."""
+    config = ServerConfig(model="io_uring", protocol="echo", host="127.0.0.1", port=0, **config)
+    listener = make_listener("127.0.0.1", 0, 128)
+    port = listener.getsockname()[1]
+    ready = threading.Event()
+    server = server_cls(config, protocol_cls, listener, ready.set)
+    errors: list[BaseException] = []
+
+    def driver() -> None:
+        try:
+            assert ready.wait(10)
+            drive(port)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            time.sleep(0.1)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=driver)
+    thread.start()
+    try:
+        server.serve_forever()
+    finally:
+        thread.join(10)
+        listener.close()
+    assert not errors, errors
+    assert not server._zombies and not server._connections
+    return server
+
+
+class PlainSendServer(io_uring.Server):
+    quick_sends = False
+
+
+def small_window_client(port: int, rcvbuf: int = 4096) -> socket.socket:
+    """SO_RCVBUF before connect: shrinking it afterwards makes loopback TCP
+    stall on its own (the window already advertised no longer fits)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(20)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+# ---- (bug) the idle timeout: a connection that only sends never makes "progress"
+
+
+class Ticker(EchoProtocol):
+    """Server push: after the first byte, write a line every 0.1 s (from a
+    worker's done callback), never reading anything more."""
+
+    def data_received(self, data: bytes) -> None:
+        self.n = 0
+        self._tick(None)
+
+    def _tick(self, _future) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(b"tick %04d\n" % self.n)
+        self.n += 1
+        self.transport.run_in_worker(time.sleep, 0.1, done=self._tick)
+
+
+def _drive_ticker(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"!")
+        # README: "--idle-timeout S: a connection with no progress for S
+        # seconds is closed".  Output flowing every 0.1 s is progress (the
+        # readiness models and ordinary io_uring sends count it).
+        got = recv_exactly(sock, 10 * 25, timeout=10)  # 2.5 s of ticks, idle timeout 1 s
+        assert got.startswith(b"tick 0000\n")
+
+
+@pytest.mark.parametrize("server_cls", [PlainSendServer, io_uring.Server], ids=["plain", "quick"])
+def test_a_connection_that_only_sends_is_not_idle(server_cls):
+    if server_cls is io_uring.Server and not _quick_supported():
+        pytest.skip("this kernel has no quick sends")
+    serve(server_cls, Ticker, _drive_ticker, idle_timeout_s=1.0)
+
+
+# ---- ordering under stress: quick failures, buffered writes, back-pressure
+
+
+class ThreeWrites(EchoProtocol):
+    """Echo each chunk as three writes of three types, on a tiny send buffer:
+    quick sends fail (-EAGAIN) or fall short; later writes are buffered
+    behind them; back-pressure pauses and resumes reading."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+    def data_received(self, data: bytes) -> None:
+        a, b = len(data) // 3, 2 * len(data) // 3
+        self.transport.write(data[:a])
+        self.transport.write(bytearray(data[a:b]))
+        self.transport.write(memoryview(data)[b:])
+
+
+@needs_quick
+def test_echo_order_holds_through_quick_failures_and_back_pressure():
+    total = 3_000_000
+    payload = os.urandom(total)
+
+    def drive(port: int) -> None:
+        socks = [small_window_client(port, 65536) for _ in range(4)]
+
+        def send(sock):
+            view = memoryview(payload)
+            for off in range(0, total, 7919):  # odd chunks
+                sock.sendall(view[off : off + 7919])
+
+        threads = [threading.Thread(target=send, args=(s,), daemon=True) for s in socks]
+        for t in threads:
+            t.start()
+        received = [bytearray() for _ in socks]
+        deadline = time.monotonic() + 60
+        while any(len(r) < total for r in received):
+            assert time.monotonic() < deadline
+            for sock, r in zip(socks, received, strict=True):
+                if len(r) < total:
+                    chunk = sock.recv(min(3000, total - len(r)))
+                    assert chunk, f"EOF after {len(r)} bytes"
+                    r += chunk
+            time.sleep(0.0005)  # a slow reader: the server's output backs up
+        for t in threads:
+            t.join(5)
+        for sock, r in zip(socks, received, strict=True):
+            assert bytes(r) == payload
+            sock.close()
+
+    server = serve(io_uring.Server, ThreeWrites, drive)
+    assert server.statistics()["quick_failed"] > 0, server.statistics()
+
+
+# ---- close()/abort() right after a quick send
+
+
+class WriteThenClose(EchoProtocol):
+    """Answer with 60 kB (a quick send) and close at once; a small send
+    buffer makes the quick send fall short, so close must flush the rest."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(b"%08d" % len(data) * 7500)
+        self.transport.write(b"tail")  # buffered behind the unsettled quick send
+        self.transport.close()
+
+
+@needs_quick
+def test_close_right_after_a_short_quick_send_flushes_everything():
+    def drive(port: int) -> None:
+        socks = [small_window_client(port) for _ in range(20)]
+        for sock in socks:
+            sock.sendall(b"x")
+        time.sleep(0.3)  # nothing read yet: the quick sends came back short
+        for sock in socks:
+            assert recv_exactly(sock, 60_004) == b"%08d" % 1 * 7500 + b"tail"
+            assert expect_eof(sock)
+            sock.close()
+
+    server = serve(io_uring.Server, WriteThenClose, drive)
+    assert server.statistics()["quick_failed"] > 0, server.statistics()
+
+
+class WriteThenAbort(EchoProtocol):
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+        self.transport.write(data)  # buffered, then dropped by abort
+        self.transport.abort()
+
+
+@needs_quick
+def test_abort_with_a_quick_send_pending_releases_the_connection():
+    def drive(port: int) -> None:
+        for _ in range(3):
+            socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(50)]
+            for sock in socks:
+                sock.sendall(b"hello")
+            for sock in socks:
+                sock.settimeout(5)
+                got = b""
+                try:
+                    while chunk := sock.recv(100):
+                        got += chunk
+                except ConnectionResetError:
+                    pass
+                assert got in (b"", b"hello"), got  # never the buffered second copy
+                sock.close()
+
+    server = serve(io_uring.Server, WriteThenAbort, drive)
+    assert server.statistics()["accepted"] == 150
