@@ -12,8 +12,9 @@ Reported per model (medians over ``--repeats`` interleaved rounds, so drift on
 a noisy shared machine hits every model alike):
 
   req/s          requests completed per second, all connections together
-  srv CPU%       server CPU time (utime+stime of the process, its threads and
-                 its children, from psutil) / wall time of the window
+  srv CPU%       server CPU time (the scheduler's exact runtime of every thread
+                 of the server's session, children included, as iomodels
+                 compare reads it) / wall time of the window
   srv us/req     server CPU microseconds per request (the figure to compare)
   usr, sys       srv us/req split into user mode (Python, libc, uvloop's C) and
                  kernel mode (syscalls, TCP, softirq), as the kernel accounts it
@@ -86,13 +87,16 @@ import sys
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))
+from iomodels.report.compare import session_cpu_s  # noqa: E402 (the path above)
+
 try:
     import psutil
 except ImportError:  # pragma: no cover - documented dependency
     sys.exit("echo_bench.py needs psutil (pip install psutil)")
 
 HOST = "127.0.0.1"  # loopback only, on purpose
-REPO = Path(__file__).resolve().parent.parent
 PROFILE_TOOLS = ("pyspy", "pyspynative", "strace", "perfsys", "perfstat", "perfrecord")
 SYSCALLS = (
     "recvfrom",
@@ -355,20 +359,23 @@ class ServerProc:
             except (psutil.NoSuchProcess, ProcessLookupError):
                 pass
 
-    def counters(self) -> tuple[float, int, float]:
-        """(CPU s, voluntary context switches, user CPU s) of the server and its children."""
-        cpu = 0.0
+    def counters(self) -> tuple[float, int, float, float]:
+        """(exact CPU s, voluntary context switches, user and total CPU s in
+        ticks) of the server and its children.  The exact figure is the
+        scheduler's runtime of the whole session (iomodels compare's
+        session_cpu_s); utime/stime only give the user/system split."""
+        ticks = 0.0
         user = 0.0
         vcsw = 0
         for p in self.procs():
             try:
                 t = p.cpu_times()
-                cpu += t.user + t.system + t.children_user + t.children_system
+                ticks += t.user + t.system + t.children_user + t.children_system
                 user += t.user + t.children_user
                 vcsw += p.num_ctx_switches().voluntary
             except psutil.NoSuchProcess:
                 pass
-        return cpu, vcsw, user
+        return session_cpu_s(self.pid), vcsw, user, ticks
 
     def stop(self) -> None:
         try:
@@ -607,11 +614,11 @@ def run_cell(args, model: str, round_no: int) -> dict:
                 raise RuntimeError(
                     f"{args.profile} exited at once: {tool.stderr.read().decode(errors='replace')[-500:]}"
                 )
-        cpu0, cs0, usr0 = server.counters()
+        cpu0, cs0, usr0, ticks0 = server.counters()
         st0 = cpu_ticks()
         m = gen.phase(args.duration, record=True)
         st1 = cpu_ticks()
-        cpu1, cs1, usr1 = server.counters()
+        cpu1, cs1, usr1, ticks1 = server.counters()
         if tool is not None:
             tool.send_signal(signal.SIGINT)
             try:
@@ -623,6 +630,9 @@ def run_cell(args, model: str, round_no: int) -> dict:
             tool = None
         lat = sorted(m.pop("lat_ns"))
         req = m["requests"]
+        # user time: the tick-sampled share of user mode, applied to the exact runtime
+        user_share = (usr1 - usr0) / (ticks1 - ticks0) if ticks1 > ticks0 else 0.0
+        usr_s = user_share * (cpu1 - cpu0)
         hz = os.sysconf("SC_CLK_TCK")
         delta = {c: [b - a for a, b in zip(st0[c], st1[c], strict=False)] for c in st1 if c in st0}
         if args.server_cpu is not None and args.server_cpu in delta:
@@ -642,8 +652,8 @@ def run_cell(args, model: str, round_no: int) -> dict:
             window_s=round(m["wall_s"], 3),
             srv_cpu_pct=round(100.0 * (cpu1 - cpu0) / m["wall_s"], 1),
             srv_us_per_req=round(1e6 * (cpu1 - cpu0) / req, 2) if req else None,
-            srv_user_us_per_req=round(1e6 * (usr1 - usr0) / req, 2) if req else None,
-            srv_sys_us_per_req=round(1e6 * ((cpu1 - cpu0) - (usr1 - usr0)) / req, 2) if req else None,
+            srv_user_us_per_req=round(1e6 * usr_s / req, 2) if req else None,
+            srv_sys_us_per_req=round(1e6 * ((cpu1 - cpu0) - usr_s) / req, 2) if req else None,
             srv_vcsw_per_req=round((cs1 - cs0) / req, 3) if req else None,
             p50_us=round(percentile(lat, 0.50) / 1e3, 1),
             p99_us=round(percentile(lat, 0.99) / 1e3, 1),

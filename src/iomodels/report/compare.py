@@ -137,6 +137,58 @@ def _set_thread_affinity(cpus: set[int] | None) -> set[int] | None:
     return old
 
 
+def session_group(sid: int) -> list[tuple[int, list[str]]]:
+    """(pid, /proc/PID/stat fields after the command name) of every process of
+    session ``sid`` (a server started with start_new_session: session id ==
+    its pid): the server and every child it forked, however deep, in one
+    pass over /proc.
+    """
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        # fields[0] is the state; [1] ppid, [2] pgrp, [3] session
+        if int(fields[3]) == sid:
+            out.append((int(name), fields))
+    return out
+
+
+def session_cpu_s(sid: int) -> float:
+    """CPU seconds of session ``sid``: the server, its threads and its children (live or reaped).
+
+    Live tasks: the scheduler's exact runtime (/proc/PID/task/TID/schedstat,
+    ns).  Not utime+stime of /proc/PID/stat: those are tick samples, and on
+    this kernel a process that runs in short bursts between ticks shows 0
+    there: the 1000 children of ``processes`` did 0.58 s of work in a 1 s
+    window and reported none of it (psutil reads the same fields).  Reaped
+    children only exist as the parent's cutime+cstime (ticks), added too.
+    """
+    hz = os.sysconf("SC_CLK_TCK")
+    runtime_ns = 0
+    ticks = 0
+    for pid, fields in session_group(sid):
+        ticks += int(fields[13]) + int(fields[14])  # cutime cstime: reaped children
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    runtime_ns += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                    continue  # the thread ended meanwhile
+                ticks += int(fields[11]) + int(fields[12])  # no schedstat: ticks it is
+                break
+    return runtime_ns / 1e9 + ticks / hz
+
+
 class ServerProc:
     """One ``iomodels serve`` in a session of its own, pinned, measured, stopped."""
 
@@ -202,53 +254,12 @@ class ServerProc:
         return int(m.group(2))
 
     def group(self) -> list[tuple[int, list[str]]]:
-        """(pid, /proc/PID/stat fields after the command name) of every process of
-        the server's session (start_new_session: session id == server pid): the
-        server and every child it forked, however deep, in one pass over /proc.
-        """
-        out = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue  # gone meanwhile
-            # fields[0] is the state; [1] ppid, [2] pgrp, [3] session
-            if int(fields[3]) == self.pid:
-                out.append((int(name), fields))
-        return out
+        """Every process of the server's session (see :func:`session_group`)."""
+        return session_group(self.pid)
 
     def cpu_s(self) -> float:
-        """CPU seconds of the server, its threads and its children (live or reaped).
-
-        Live tasks: the scheduler's exact runtime (/proc/PID/task/TID/schedstat,
-        ns).  Not utime+stime of /proc/PID/stat: those are tick samples, and on
-        this kernel a process that runs in short bursts between ticks shows 0
-        there: the 1000 children of ``processes`` did 0.58 s of work in a 1 s
-        window and reported none of it (psutil reads the same fields).  Reaped
-        children only exist as the parent's cutime+cstime (ticks), added too.
-        """
-        hz = os.sysconf("SC_CLK_TCK")
-        runtime_ns = 0
-        ticks = 0
-        for pid, fields in self.group():
-            ticks += int(fields[13]) + int(fields[14])  # cutime cstime: reaped children
-            try:
-                tids = os.listdir(f"/proc/{pid}/task")
-            except OSError:
-                continue
-            for tid in tids:
-                try:
-                    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                        runtime_ns += int(f.read().split()[0])
-                except (OSError, ValueError, IndexError):
-                    if not os.path.exists(f"/proc/{pid}/task/{tid}"):
-                        continue  # the thread ended meanwhile
-                    ticks += int(fields[11]) + int(fields[12])  # no schedstat: ticks it is
-                    break
-        return runtime_ns / 1e9 + ticks / hz
+        """CPU seconds of the server, its threads and its children (:func:`session_cpu_s`)."""
+        return session_cpu_s(self.pid)
 
     def resources(self) -> dict[str, Any]:
         """RSS and PSS (MiB), threads, fds and processes of the whole group, now."""
