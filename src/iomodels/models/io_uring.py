@@ -530,7 +530,11 @@ class Connection(LoopWorkerMixin):
         if self._sending is not None:
             loop._prep_cancel(self._ud_send, UD_CANCEL)
             in_flight = True
-        if self._quick_pending():  # cannot be cancelled, settles within a batch
+        if self._quick_pending():
+            # Not cancelled: like a write that epoll or asyncio sent at once,
+            # or an ordinary send queued before the cancel, a staged reply
+            # still goes out.  It settles within a batch; the fd stays open
+            # until then.
             loop._unsettled.append(self)
             in_flight = True
         if in_flight:
