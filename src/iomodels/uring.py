@@ -58,6 +58,20 @@ advances the CQ head once.  An event loop therefore costs one system call per
 turn however many connections are active, and the per-operation cost is the
 Python bytecode (a ``pack_into`` to queue, a tuple to reap).
 
+Fewer completions
+-----------------
+A completion costs Python time to unpack and dispatch, so the cheapest one is
+the one never posted.  ``quick_send_template`` / ``prep_quick_sends`` queue
+sends that post a CQE only if they fail or fall short: ``MSG_DONTWAIT`` makes
+the kernel fail a send it cannot do at once (``-EAGAIN``) instead of parking
+it, ``MSG_WAITALL`` makes a short send a failure whose ``res`` is the count
+sent, and ``IOSQE_CQE_SKIP_SUCCESS`` (``IORING_FEAT_CQE_SKIP``, 5.17+) drops
+the CQE of a success.  Such a send is issued inline while ``io_uring_enter``
+submits it, so when the enter returns its buffer is free and any failure is
+in the CQ.  ``supports_quick_send`` checks that behaviour live (a kernel that
+parked it anyway would break both promises).  ``submit_and_wait`` keeps the
+other half: every SQE queued before it is submitted when it returns.
+
 Setup flags and features are probed, never assumed: ``Ring`` tries
 ``SINGLE_ISSUER | DEFER_TASKRUN`` (completions are produced only when we enter
 with GETEVENTS, in our own task: no interrupts, no extra wake-ups), then
