@@ -66,13 +66,13 @@ def measure(sends: str, connections: int, batch: int, batches: int, msize: int) 
                 sent.append(conn)
             plan.append(cqes)
         published = ring._sq32[ring._sq_ktail]
-        dispatch, flush, prep_quick_sends = server._dispatch, server._flush_recycled, ring.prep_quick_sends
+        dispatch, flush, queue_quick = server._dispatch, server._flush_recycled, server._queue_quick
         start = time.process_time()
         for cqes in plan:
             dispatch(cqes)
             flush()
             if server._quick:  # what the loop does before its enter
-                prep_quick_sends(server._quick.values())
+                queue_quick()
             ring._sq_tail = published  # forget the SQEs: nothing is submitted
         took = time.process_time() - start
         return took / (batches * batch)

@@ -311,7 +311,8 @@ class Connection(LoopWorkerMixin):
         if sending is not None:
             return len(sending) - self._send_off + len(self._buffer)
         loop = self._loop
-        staged = loop._quick.get(self._ud_quick) or loop._quick_settling.get(self._ud_quick)
+        ud = self._ud_quick
+        staged = loop._quick.get(ud) or loop._quick_queued.get(ud) or loop._quick_settling.get(ud)
         return (len(staged[1]) if staged else 0) + len(self._buffer)
 
     def _quick_pending(self) -> bool:
@@ -631,11 +632,12 @@ class Server(LoopServer):
             "quick_failed": 0,
         }
         # Quick sends by user_data -> (SQE template, bytes): _quick, staged
-        # since the last reap and queued just before the next enter;
-        # _quick_settling, submitted by the last enter (their failure CQEs,
-        # if any, are in the batch being dispatched).
+        # since the last reap; _quick_queued, written into the SQ just before
+        # the enter (_queue_quick); _quick_settling, submitted by the last
+        # enter (their failure CQEs, if any, are in the batch being dispatched).
         self._quick_sends = False  # the ring can (Ring.supports_quick_send) and we want them
         self._quick: dict[int, tuple[bytes, bytes]] = {}  # user_data -> (SQE template, data)
+        self._quick_queued: dict[int, tuple[bytes, bytes]] = _SETTLED  # in the SQ, enter to come
         self._quick_settling: dict[int, tuple[bytes, bytes]] = _SETTLED
         # Batches: _dispatch numbers them.  A quick send queued while _batch
         # is k has settled once batch k + 1 is dispatched (_settled > k).
@@ -723,8 +725,8 @@ class Server(LoopServer):
         """Hand one batch of completions to their handlers (by user_data)."""
         # The quick sends queued before the enter are done, or their CQE is
         # in this batch: until it is dispatched they are "settling".
-        self._quick_settling = self._quick
-        self._quick = {}
+        self._quick_settling = self._quick_queued
+        self._quick_queued = _SETTLED
         self._batch += 1
         get_handler = self._handlers.get
         get_reader = self._readers.get
@@ -758,6 +760,18 @@ class Server(LoopServer):
         self._settled = self._batch
         if self._unsettled:
             self._settle_all()
+
+    def _queue_quick(self) -> None:
+        """Write the staged quick sends into the SQ (just before an enter).
+        They move to _quick_queued, so that nothing queues them twice (an
+        enter that fails before submitting leaves them in the SQ)."""
+        quick = self._quick
+        self._ring.prep_quick_sends(quick.values())
+        if self._quick_queued is _SETTLED:
+            self._quick_queued = quick
+        else:
+            self._quick_queued.update(quick)
+        self._quick = {}
 
     def _settle_all(self) -> None:
         unsettled = self._unsettled
@@ -857,11 +871,11 @@ class Server(LoopServer):
             self._prep_cancel(UD_WAKEUP, UD_CANCEL)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while (
-            self._zombies or self._accept_armed or self._wakeup_armed or self._quick
+            self._zombies or self._accept_armed or self._wakeup_armed or self._quick or self._quick_queued
         ) and time.monotonic() < deadline:
             self._flush_recycled()
             if self._quick:
-                ring.prep_quick_sends(self._quick.values())
+                self._queue_quick()
             ring.submit_and_wait(1, timeout=0.05)
             self.now = time.monotonic()
             self._dispatch(ring.reap())
@@ -882,7 +896,7 @@ class Server(LoopServer):
     def _run(self) -> None:
         ring = self._ring
         submit_and_wait = ring.submit_and_wait
-        prep_quick_sends = ring.prep_quick_sends
+        queue_quick = self._queue_quick
         reap = ring.reap
         dispatch = self._dispatch
         ready = self._ready
@@ -902,7 +916,7 @@ class Server(LoopServer):
                 # for its quick send to settle: a success posts no CQE, so
                 # nothing would wake us), at most until the next timer.
                 if self._quick:
-                    prep_quick_sends(self._quick.values())
+                    queue_quick()
                 submitted += submit_and_wait(0 if ready or self._unsettled else 1, timeout)
                 self.now = monotonic()
                 cqes = reap()
