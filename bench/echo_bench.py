@@ -294,7 +294,8 @@ class ServerProc:
         self.model = model
         # A variant: MODEL:ARG[:ARG...] adds serve arguments for this column only.
         model, *variant = model.split(":")
-        extra = [*variant, *extra]
+        env_extra = dict(v.split("=", 1) for v in variant if "=" in v and not v.startswith("-"))
+        extra = [*(v for v in variant if v.startswith("-") or "=" not in v), *extra]
         self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
         cmd = [
@@ -314,7 +315,7 @@ class ServerProc:
             "warning",
             *extra,
         ]
-        env = dict(os.environ)
+        env = dict(os.environ, **env_extra)
         src = str(REPO / "src")
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
@@ -768,7 +769,8 @@ def main(argv: list[str] | None = None) -> int:
         "--models",
         default="epoll,asyncio,uvloop",
         help="comma-separated models (default epoll,asyncio,uvloop); MODEL:ARG[:ARG...] is a "
-        "variant with extra 'iomodels serve' arguments, e.g. io_uring:--uring-sends=plain",
+        "variant with extra 'iomodels serve' arguments, e.g. io_uring:--uring-sends=plain; an ARG "
+        "NAME=VALUE (no leading '-') sets an environment variable of that server",
     )
     ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell (default 5)")
     ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds of load first (default 1)")
