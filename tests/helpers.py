@@ -213,6 +213,50 @@ class Server:
         self.close()
 
 
+def serve_in_this_thread(
+    server_cls: type, drive: Callable[[int], None], protocol: type | None = None, **config
+):
+    """Serve in this (main) thread, where signal handlers can be installed;
+    ``drive(port)`` runs in a thread and SIGTERMs us when it is done.  For
+    the tests that look inside a loop server (its statistics, its tables).
+    ``config``: ServerConfig fields.  Checks that the server restored
+    SIGTERM's handler and left no connection behind; returns the server."""
+    import threading
+
+    from iomodels.core.server import ServerConfig, make_listener
+    from iomodels.protocols.echo import EchoProtocol
+
+    cfg = ServerConfig(model=server_cls.name, protocol="echo", host="127.0.0.1", port=0, **config)
+    listener = make_listener("127.0.0.1", 0, 128)
+    port = listener.getsockname()[1]
+    ready = threading.Event()
+    server = server_cls(cfg, protocol or EchoProtocol, listener, ready.set)
+    errors: list[BaseException] = []
+
+    def driver() -> None:
+        try:
+            assert ready.wait(10)
+            drive(port)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            time.sleep(0.1)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=driver)
+    previous = signal.getsignal(signal.SIGTERM)
+    thread.start()
+    try:
+        server.serve_forever()
+    finally:
+        thread.join(10)
+        listener.close()
+    assert signal.getsignal(signal.SIGTERM) == previous
+    assert not errors, errors
+    assert not server._connections and not getattr(server, "_zombies", None)
+    return server
+
+
 def group_pids(pgid: int) -> list[int]:
     """Live (non-zombie) processes whose process group is ``pgid``."""
     pids = []

@@ -15,11 +15,10 @@ import time
 import pytest
 
 from iomodels import uring
-from iomodels.core.server import ServerConfig, make_listener
 from iomodels.models import io_uring
 from iomodels.protocols.echo import EchoProtocol
 
-from helpers import Server, expect_eof, recv_exactly, wait_group_gone
+from helpers import Server, expect_eof, recv_exactly, serve_in_this_thread, wait_group_gone
 
 _OK, _REASON = io_uring.Server.available()
 
@@ -179,39 +178,6 @@ def test_emfile_logged_once_and_no_spin():
                 time.sleep(0.2)
 
 
-def run_in_process(server_cls: type, drive) -> io_uring.Server:
-    """Serve in this (main) thread, where signal handlers can be installed;
-    ``drive(port)`` runs in a thread and SIGTERMs us when it is done."""
-    config = ServerConfig(model="io_uring", protocol="echo", host="127.0.0.1", port=0)
-    listener = make_listener("127.0.0.1", 0, 128)
-    port = listener.getsockname()[1]
-    ready = threading.Event()
-    server = server_cls(config, EchoProtocol, listener, ready.set)
-    errors: list[BaseException] = []
-
-    def driver() -> None:
-        try:
-            assert ready.wait(10)
-            drive(port)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            time.sleep(0.1)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    thread = threading.Thread(target=driver)
-    previous = signal.getsignal(signal.SIGTERM)
-    thread.start()
-    try:
-        server.serve_forever()
-    finally:
-        thread.join(10)
-        listener.close()
-    assert signal.getsignal(signal.SIGTERM) == previous
-    assert not errors, errors
-    return server
-
-
 @needs_uring
 def test_statistics_count_batching():
     """50 clients echo concurrently: completions per enter > 1 (one enter
@@ -229,7 +195,7 @@ def test_statistics_count_batching():
         for sock in socks:
             sock.close()
 
-    stats = run_in_process(PlainSendServer, drive).statistics()
+    stats = serve_in_this_thread(io_uring.Server, drive, uring_quick_sends=False).statistics()
     logging.getLogger("iomodels").info("statistics (ordinary sends): %s", stats)
     assert stats["accepted"] == clients
     assert stats["connections"] == 0
@@ -239,7 +205,7 @@ def test_statistics_count_batching():
     assert stats["enters"] < stats["completions"]
     assert stats["submitted"] >= clients * rounds  # one send SQE per request at least
 
-    server = run_in_process(io_uring.Server, drive)
+    server = serve_in_this_thread(io_uring.Server, drive)
     stats = server.statistics()
     logging.getLogger("iomodels").info("statistics (quick sends): %s", stats)
     if not server._quick_sends:
@@ -249,10 +215,6 @@ def test_statistics_count_batching():
     assert clients * rounds <= stats["completions"] < 1.5 * clients * rounds, stats
     assert stats["submitted"] >= clients * rounds
     assert stats["quick_failed"] < clients * rounds / 10, stats
-
-
-class PlainSendServer(io_uring.Server):
-    quick_sends = False
 
 
 class Blast(EchoProtocol):
@@ -270,11 +232,6 @@ class Blast(EchoProtocol):
         for _ in range(len(data)):
             self._write(b"%08d" % self.count * 7500)
             self.count += 1
-
-
-class BlastServer(io_uring.Server):
-    def __init__(self, config, protocol_factory, *args, **kwargs):
-        super().__init__(config, Blast, *args, **kwargs)
 
 
 @needs_uring
@@ -295,7 +252,7 @@ def test_quick_send_that_cannot_go_out_whole_becomes_an_ordinary_send():
             for n in range(replies):
                 assert got[n * 60_000 : (n + 1) * 60_000] == b"%08d" % n * 7500, f"reply {n}"
 
-    server = run_in_process(BlastServer, drive)
+    server = serve_in_this_thread(io_uring.Server, drive, Blast)
     if not server._quick_sends:
         pytest.skip("this kernel has no quick sends")
     assert server.statistics()["quick_failed"] > 0, server.statistics()
@@ -325,13 +282,8 @@ def test_writes_while_a_quick_send_settles_keep_their_order():
         for sock in socks:
             sock.close()
 
-    server = run_in_process(TwoWritesServer, drive)
+    server = serve_in_this_thread(io_uring.Server, drive, TwoWrites)
     assert server.statistics()["accepted"] == 10
-
-
-class TwoWritesServer(io_uring.Server):
-    def __init__(self, config, protocol_factory, *args, **kwargs):
-        super().__init__(config, TwoWrites, *args, **kwargs)
 
 
 class OneShotServer(io_uring.Server):
@@ -361,7 +313,7 @@ def test_one_shot_fallbacks_echo_bulk_and_half_close():
                 assert sock.recv(1) == b""
                 assert bytes(received) == data
 
-    server = run_in_process(OneShotServer, drive)
+    server = serve_in_this_thread(OneShotServer, drive)
     assert not server._multishot_accept and not server._multishot_recv
     assert server.statistics()["accepted"] == 3
 

@@ -4,7 +4,6 @@ back-pressure, close and abort with a quick send pending, and the idle
 timeout of a connection that only sends."""
 
 import os
-import signal
 import socket
 import threading
 import time
@@ -12,11 +11,10 @@ import time
 import pytest
 
 from iomodels import uring
-from iomodels.core.server import ServerConfig, make_listener
 from iomodels.models import io_uring
 from iomodels.protocols.echo import EchoProtocol
 
-from helpers import expect_eof, recv_exactly
+from helpers import expect_eof, recv_exactly, serve_in_this_thread
 
 _OK, _REASON = io_uring.Server.available()
 pytestmark = [pytest.mark.timeout(90), pytest.mark.skipif(not _OK, reason=_REASON)]
@@ -30,42 +28,6 @@ def _quick_supported() -> bool:
 
 
 needs_quick = pytest.mark.skipif(not _quick_supported(), reason="this kernel has no quick sends")
-
-
-def serve(server_cls: type, protocol_cls: type, drive, **config) -> io_uring.Server:
-    """Serve in this (main) thread; ``drive(port)`` runs in a thread and
-    SIGTERMs us when done (as tests/models/test_io_uring.py run_in_process)."""
-    config = ServerConfig(model="io_uring", protocol="echo", host="127.0.0.1", port=0, **config)
-    listener = make_listener("127.0.0.1", 0, 128)
-    port = listener.getsockname()[1]
-    ready = threading.Event()
-    server = server_cls(config, protocol_cls, listener, ready.set)
-    errors: list[BaseException] = []
-
-    def driver() -> None:
-        try:
-            assert ready.wait(10)
-            drive(port)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            time.sleep(0.1)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    thread = threading.Thread(target=driver)
-    thread.start()
-    try:
-        server.serve_forever()
-    finally:
-        thread.join(10)
-        listener.close()
-    assert not errors, errors
-    assert not server._zombies and not server._connections
-    return server
-
-
-class PlainSendServer(io_uring.Server):
-    quick_sends = False
 
 
 def small_window_client(port: int, rcvbuf: int = 4096) -> socket.socket:
@@ -107,11 +69,11 @@ def _drive_ticker(port: int) -> None:
         assert got.startswith(b"tick 0000\n")
 
 
-@pytest.mark.parametrize("server_cls", [PlainSendServer, io_uring.Server], ids=["plain", "quick"])
-def test_a_connection_that_only_sends_is_not_idle(server_cls):
-    if server_cls is io_uring.Server and not _quick_supported():
+@pytest.mark.parametrize("quick", [False, True], ids=["plain", "quick"])
+def test_a_connection_that_only_sends_is_not_idle(quick):
+    if quick and not _quick_supported():
         pytest.skip("this kernel has no quick sends")
-    serve(server_cls, Ticker, _drive_ticker, idle_timeout_s=1.0)
+    serve_in_this_thread(io_uring.Server, _drive_ticker, Ticker, idle_timeout_s=1.0, uring_quick_sends=quick)
 
 
 # ---- ordering under stress: quick failures, buffered writes, back-pressure
@@ -165,7 +127,7 @@ def test_echo_order_holds_through_quick_failures_and_back_pressure():
             assert bytes(r) == payload
             sock.close()
 
-    server = serve(io_uring.Server, ThreeWrites, drive)
+    server = serve_in_this_thread(io_uring.Server, drive, ThreeWrites)
     assert server.statistics()["quick_failed"] > 0, server.statistics()
 
 
@@ -198,7 +160,7 @@ def test_close_right_after_a_short_quick_send_flushes_everything():
             assert expect_eof(sock)
             sock.close()
 
-    server = serve(io_uring.Server, WriteThenClose, drive)
+    server = serve_in_this_thread(io_uring.Server, drive, WriteThenClose)
     assert server.statistics()["quick_failed"] > 0, server.statistics()
 
 
@@ -227,5 +189,5 @@ def test_abort_with_a_quick_send_pending_releases_the_connection():
                 assert got in (b"", b"hello"), got  # never the buffered second copy
                 sock.close()
 
-    server = serve(io_uring.Server, WriteThenAbort, drive)
+    server = serve_in_this_thread(io_uring.Server, drive, WriteThenAbort)
     assert server.statistics()["accepted"] == 150
