@@ -86,6 +86,7 @@ thread that created it (others get ``EEXIST``).  Use one ring per thread.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import mmap
@@ -423,7 +424,7 @@ _NR_SETUP = ctypes.c_long(SYS_IO_URING_SETUP)
 _NR_ENTER = ctypes.c_long(SYS_IO_URING_ENTER)
 _NR_REGISTER = ctypes.c_long(SYS_IO_URING_REGISTER)
 _ARGSZ_0 = ctypes.c_size_t(0)
-# A "quick" send (Ring.quick_send_preparer): fail rather than wait, fail if short.
+# A "quick" send (Ring.quick_send_template): fail rather than wait, fail if short.
 _QUICK_MSG_FLAGS = socket.MSG_DONTWAIT | socket.MSG_WAITALL | socket.MSG_NOSIGNAL
 
 # CPython detail, checked here rather than assumed: the payload of a bytes
@@ -433,6 +434,16 @@ _probe_bytes = b"iomodels"
 _BYTES_OFF = ctypes.cast(_probe_bytes, ctypes.c_void_p).value - id(_probe_bytes)
 if ctypes.string_at(id(_probe_bytes) + _BYTES_OFF, 8) != _probe_bytes:
     _BYTES_OFF = None  # pragma: no cover - not CPython-like
+
+
+def _quick_sqe(fd: int, user_data: int) -> bytes:
+    """The 64 bytes of a quick send on ``fd`` (Ring.quick_send_template)."""
+    return _SQE.pack(
+        # opcode, flags, ioprio, fd, off, addr, len, op_flags
+        IORING_OP_SEND, IOSQE_CQE_SKIP_SUCCESS, 0, fd, 0, 0, 0, _QUICK_MSG_FLAGS,
+        # user_data, buf_index, personality, file_index, addr3, pad2
+        user_data, 0, 0, 0, 0, 0,
+    )  # fmt: skip
 
 
 def _errname(err: int) -> str:
@@ -922,7 +933,27 @@ class Ring:
                 prep(fd, data, user_data, offset=offset)
 
             return prep_send_managed
-        return self._send_preparer(socket.MSG_NOSIGNAL, 0)
+        pack, sqes, bytes_off, op_send = _pack_sqe, self._sqes, _BYTES_OFF, IORING_OP_SEND
+        msg_flags = socket.MSG_NOSIGNAL
+        entries, mask, next_sqe, ring = self.sq_entries, self._sq_mask, self._next_sqe, self
+
+        def prep_send(fd: int, data: bytes, user_data: int, offset: int = 0) -> None:
+            # _next_sqe() inlined for the common case (a frame is ~0.1 us).
+            tail = ring._sq_tail
+            if (tail - ring._sq_head) & _U32 < entries:
+                ring._sq_tail = (tail + 1) & _U32
+                slot = (tail & mask) << 6
+            else:
+                slot = next_sqe()
+            pack(
+                sqes, slot,
+                # opcode, flags, ioprio, fd, off, addr, len, op_flags
+                op_send, 0, 0, fd, 0, id(data) + bytes_off + offset, len(data) - offset, msg_flags,
+                # user_data, buf_index, personality, file_index, addr3, pad2
+                user_data, 0, 0, 0, 0, 0,
+            )  # fmt: skip
+
+        return prep_send
 
     def quick_send_template(self, fd: int, user_data: int) -> bytes:
         """The SQE of a *quick send* on ``fd``, for :meth:`prep_quick_sends`.
@@ -940,12 +971,7 @@ class Ring:
         """
         if _BYTES_OFF is None or not self.supports_quick_send:
             raise OSError(errno.EOPNOTSUPP, "quick sends are not supported here")
-        return _SQE.pack(
-            # opcode, flags, ioprio, fd, off, addr, len, op_flags
-            IORING_OP_SEND, IOSQE_CQE_SKIP_SUCCESS, 0, fd, 0, 0, 0, _QUICK_MSG_FLAGS,
-            # user_data, buf_index, personality, file_index, addr3, pad2
-            user_data, 0, 0, 0, 0, 0,
-        )  # fmt: skip
+        return _quick_sqe(fd, user_data)
 
     def prep_quick_sends(self, sends: Iterable[tuple[bytes, bytes]]) -> None:
         """Queue quick sends, given as ``(template, data)`` pairs
@@ -973,28 +999,6 @@ class Ring:
             sqes[slot : slot + 64] = template
             patch(sqes, slot + 16, id(data) + bytes_off, len(data))
         self._sq_tail = tail
-
-    def _send_preparer(self, msg_flags: int, sqe_flags: int) -> Callable[..., None]:
-        pack, sqes, bytes_off, op_send = _pack_sqe, self._sqes, _BYTES_OFF, IORING_OP_SEND
-        entries, mask, next_sqe, ring = self.sq_entries, self._sq_mask, self._next_sqe, self
-
-        def prep_send(fd: int, data: bytes, user_data: int, offset: int = 0) -> None:
-            # _next_sqe() inlined for the common case (a frame is ~0.1 us).
-            tail = ring._sq_tail
-            if (tail - ring._sq_head) & _U32 < entries:
-                ring._sq_tail = (tail + 1) & _U32
-                slot = (tail & mask) << 6
-            else:
-                slot = next_sqe()
-            pack(
-                sqes, slot,
-                # opcode, flags, ioprio, fd, off, addr, len, op_flags
-                op_send, sqe_flags, 0, fd, 0, id(data) + bytes_off + offset, len(data) - offset, msg_flags,
-                # user_data, buf_index, personality, file_index, addr3, pad2
-                user_data, 0, 0, 0, 0, 0,
-            )  # fmt: skip
-
-        return prep_send
 
     def prep_close(self, fd: int, user_data: int, sqe_flags: int = 0) -> None:
         """Close ``fd`` asynchronously (the Python socket must be detached)."""
@@ -1299,34 +1303,21 @@ class Ring:
         return self._multishot["quick_send"]
 
     def _check_quick_send(self) -> bool:
+        # A full socket; the quick send is queued with a cancel behind it
+        # (_live_check).  Failed inline: -EAGAIN (the cancel finds nothing).
+        # Parked: the cancel ends it with -ECANCELED.
         payload = b"q" * 4096
         a, b = socket.socketpair()
         try:
             a.setblocking(False)
             a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)  # the kernel's minimum
-            try:
+            with contextlib.suppress(BlockingIOError):
                 while True:
                     a.send(b"\0" * 65536)
-            except BlockingIOError:
-                pass  # full: a send now has to wait or fail
-            self._live_result = None
-            self._internal += 1
-            self._send_preparer(_QUICK_MSG_FLAGS, IOSQE_CQE_SKIP_SUCCESS)(a.fileno(), payload, _UD_LIVE_PROBE)
-            self.submit_and_wait(0)
-            self._backlog.extend(self.reap())
-            res = self._live_result
-            if res is None:
-                # Parked: this kernel waits.  Cancel it and wait for the
-                # -ECANCELED before the socket and the payload go away.
-                self.prep_cancel(_UD_LIVE_PROBE, _UD_LIVE_CANCEL)
-                self._internal += 1
-                deadline = time.monotonic() + 2.0
-                while self._live_result is None and time.monotonic() < deadline:
-                    self.submit_and_wait(1, timeout=0.1)
-                    self._backlog.extend(self.reap())
-                if self._live_result is None:
-                    _GRAVEYARD.append(payload)  # the kernel may still read it
-                return False
+            template = _quick_sqe(a.fileno(), _UD_LIVE_PROBE)
+            res = self._live_check(lambda _ud: self.prep_quick_sends([(template, payload)]))
+            if res == -errno.ETIMEDOUT:
+                _GRAVEYARD.append(payload)  # never completed: the kernel may still read it
             return res == -errno.EAGAIN
         finally:
             a.close()

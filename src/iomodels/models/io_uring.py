@@ -240,19 +240,12 @@ class Connection(LoopWorkerMixin):
                 self.last_active = loop.now  # no completion will say so if it all goes
                 return
             else:
-                self._sending = data
-                self._send_off = 0
-                loop._prep_send(self._fd, data, self._ud_send, 0)
+                self._send(data)
                 if len(data) <= HIGH_WATER:
                     return
         else:
             self._buffer += data
-        if not self._protocol_paused and self.get_write_buffer_size() > HIGH_WATER:
-            self._protocol_paused = True
-            try:
-                self._protocol.pause_writing()
-            except Exception as exc:
-                self._protocol_error(exc, "pause_writing")
+        self._check_high_water()
 
     def close(self) -> None:
         if self._closing:
@@ -426,12 +419,8 @@ class Connection(LoopWorkerMixin):
             self._send_off = off
             self._loop._prep_send(self._fd, sending, self._ud_send, off)
             return
-        buffer = self._buffer
-        if buffer:
-            data = self._sending = bytes(buffer)
-            buffer.clear()
-            self._send_off = 0
-            self._loop._prep_send(self._fd, data, self._ud_send, 0)
+        if self._buffer:
+            self._send_buffer()
         else:
             self._sending = None
         if self._protocol_paused and self.get_write_buffer_size() <= LOW_WATER:
@@ -460,15 +449,8 @@ class Connection(LoopWorkerMixin):
         if data is None or res >= len(data):  # pragma: no cover - the kernel skips these
             return
         if res >= 0 or -res in _RETRY:
-            self._sending = data
-            self._send_off = max(res, 0)
-            loop._prep_send(self._fd, data, self._ud_send, self._send_off)
-            if not self._protocol_paused and self.get_write_buffer_size() > HIGH_WATER:
-                self._protocol_paused = True
-                try:
-                    self._protocol.pause_writing()
-                except Exception as exc:
-                    self._protocol_error(exc, "pause_writing")
+            self._send(data, max(res, 0))
+            self._check_high_water()
             return
         self._fatal(_error(res))
 
@@ -484,16 +466,32 @@ class Connection(LoopWorkerMixin):
             return
         if self._sending is not None:
             return  # an ordinary send is in flight: _send_done takes it from here
-        buffer = self._buffer
-        if buffer:
-            data = self._sending = bytes(buffer)
-            buffer.clear()
-            self._send_off = 0
-            self._loop._prep_send(self._fd, data, self._ud_send, 0)
+        if self._buffer:
+            self._send_buffer()
         elif self._closing:
             self._finish(None)
 
     # ---- internals
+
+    def _send(self, data: bytes, offset: int = 0) -> None:
+        """An ordinary send (one CQE, waits in the kernel for room): the one in flight."""
+        self._sending = data
+        self._send_off = offset
+        self._loop._prep_send(self._fd, data, self._ud_send, offset)
+
+    def _send_buffer(self) -> None:
+        buffer = self._buffer
+        data = bytes(buffer)
+        buffer.clear()
+        self._send(data)
+
+    def _check_high_water(self) -> None:
+        if not self._protocol_paused and self.get_write_buffer_size() > HIGH_WATER:
+            self._protocol_paused = True
+            try:
+                self._protocol.pause_writing()
+            except Exception as exc:
+                self._protocol_error(exc, "pause_writing")
 
     def _fatal(self, exc: OSError) -> None:
         # Reset, broken pipe, timeout: this peer only; the server carries on.
@@ -744,9 +742,10 @@ class Server(LoopServer):
                 # The hot path, inlined (a call is ~0.1 us): data, the
                 # multishot recv stays armed, deliver it.  Copy it out of
                 # the pool and give the buffer back at once.
-                start = (flags >> BUFFER_SHIFT) * POOL_SIZE
+                bid = flags >> BUFFER_SHIFT
+                start = bid * POOL_SIZE
                 data = pool_mem[start : start + res]
-                recycle(flags >> BUFFER_SHIFT)
+                recycle(bid)
                 conn.last_active = now
                 try:
                     conn._protocol.data_received(data)
