@@ -74,6 +74,41 @@ class CallbackQueue:
         return None
 
 
+class LoopConnection:
+    """How a connection of our own loops (readiness, io_uring) ends on an
+    error: the same for both.  Needs ``_protocol``, ``_peername``,
+    ``_closing``, ``_buffer`` and ``_finish(exc)`` (which the loop's own
+    connection defines: what it has to cancel or unregister differs)."""
+
+    __slots__ = ()
+
+    def _fatal(self, exc: OSError) -> None:
+        # Reset, broken pipe, timeout: this peer only; the server carries on.
+        log.debug("connection %s lost: %r", self._peername, exc)
+        self._closing = True
+        self._buffer.clear()
+        self._finish(exc)
+
+    def _protocol_error(self, exc: Exception, callback: str) -> None:
+        log.error(
+            "protocol %s.%s raised; closing connection %s",
+            type(self._protocol).__name__,
+            callback,
+            self._peername,
+            exc_info=exc,
+        )
+        self._closing = True
+        self._buffer.clear()
+        self._finish(exc)
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        except Exception as error:
+            log.error("protocol connection_lost raised", exc_info=error)
+        self._protocol = None
+
+
 class LoopServer(CallbackQueue, BaseServer):
     """What the two event-loop servers (readiness, io_uring) share above their
     IO: the connection table, pausing accepts when descriptors run out, the

@@ -38,7 +38,7 @@ import time
 from typing import Any
 
 from iomodels.core.errors import DescriptorTooLarge
-from iomodels.core.loop import LoopServer
+from iomodels.core.loop import LoopConnection, LoopServer
 from iomodels.core.offload import LoopWorkerMixin
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
 from iomodels.core.server import (
@@ -93,7 +93,7 @@ class Poller(abc.ABC):
         pass
 
 
-class Connection(LoopWorkerMixin):
+class Connection(LoopConnection, LoopWorkerMixin):
     """A transport over one non-blocking socket, driven by the loop."""
 
     __slots__ = (
@@ -270,25 +270,6 @@ class Connection(LoopWorkerMixin):
             self._loop._set_interest(self._fd, self._events, want)
             self._events = want
 
-    def _fatal(self, exc: OSError) -> None:
-        # Reset, broken pipe, timeout: this peer only; the server carries on.
-        log.debug("connection %s lost: %r", self._peername, exc)
-        self._closing = True
-        self._buffer.clear()
-        self._finish(exc)
-
-    def _protocol_error(self, exc: Exception, callback: str) -> None:
-        log.error(
-            "protocol %s.%s raised; closing connection %s",
-            type(self._protocol).__name__,
-            callback,
-            self._peername,
-            exc_info=exc,
-        )
-        self._closing = True
-        self._buffer.clear()
-        self._finish(exc)
-
     def _finish(self, exc: BaseException | None) -> None:
         if self._closed:
             return
@@ -303,12 +284,6 @@ class Connection(LoopWorkerMixin):
         loop._ready.append((self._connection_lost, exc))
         loop._connection_closed()
 
-    def _connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            self._protocol.connection_lost(exc)
-        except Exception as error:
-            log.error("protocol connection_lost raised", exc_info=error)
-        self._protocol = None
 
 
 class _Listener:

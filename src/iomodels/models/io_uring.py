@@ -109,7 +109,7 @@ from collections.abc import Callable
 from typing import Any
 
 from iomodels import uring
-from iomodels.core.loop import LoopServer
+from iomodels.core.loop import LoopConnection, LoopServer
 from iomodels.core.offload import LoopWorkerMixin
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
 from iomodels.core.server import (
@@ -157,7 +157,7 @@ def _error(res: int) -> OSError:
     return cls(err, os.strerror(err))
 
 
-class Connection(LoopWorkerMixin):
+class Connection(LoopConnection, LoopWorkerMixin):
     """A transport over one socket whose IO is done by the kernel.
 
     State per direction: ``_recv_armed`` (a recv SQE is in the kernel) and
@@ -493,25 +493,6 @@ class Connection(LoopWorkerMixin):
             except Exception as exc:
                 self._protocol_error(exc, "pause_writing")
 
-    def _fatal(self, exc: OSError) -> None:
-        # Reset, broken pipe, timeout: this peer only; the server carries on.
-        log.debug("connection %s lost: %r", self._peername, exc)
-        self._closing = True
-        self._buffer.clear()
-        self._finish(exc)
-
-    def _protocol_error(self, exc: Exception, callback: str) -> None:
-        log.error(
-            "protocol %s.%s raised; closing connection %s",
-            type(self._protocol).__name__,
-            callback,
-            self._peername,
-            exc_info=exc,
-        )
-        self._closing = True
-        self._buffer.clear()
-        self._finish(exc)
-
     def _finish(self, exc: BaseException | None) -> None:
         """Closed for the protocol: cancel what is in the kernel; the fd is
         closed by _release once the last completion is in."""
@@ -566,12 +547,6 @@ class Connection(LoopWorkerMixin):
         self._sock.close()
         loop._connection_closed()
 
-    def _connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            self._protocol.connection_lost(exc)
-        except Exception as error:
-            log.error("protocol connection_lost raised", exc_info=error)
-        self._protocol = None
 
 
 class Server(LoopServer):
