@@ -15,13 +15,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import resource
 import signal
 import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from iomodels.core.offload import WorkerPool
 from iomodels.core.protocol import Protocol
@@ -87,6 +88,25 @@ def ready_line(listener: socket.socket, model: str, protocol: str) -> str:
     if listener.family == socket.AF_INET6:
         host = f"[{host}]"
     return f"listening on {host}:{port} model={model} protocol={protocol}"
+
+
+class ReadyLine(NamedTuple):
+    host: str  # as connect() takes it: "::1", not "[::1]"
+    port: int
+    model: str
+    protocol: str
+
+
+_READY_LINE = re.compile(r"listening on (\[[0-9A-Fa-f:.%\w]+\]|[^\s:\[\]]+):(\d+) model=(\S+) protocol=(\S+)")
+
+
+def parse_ready_line(line: str) -> ReadyLine:
+    """The one reader of :func:`ready_line`'s output; ValueError if ``line`` is not one."""
+    m = _READY_LINE.fullmatch(line.strip())
+    if m is None or not 0 < int(m.group(2)) <= 65535:
+        raise ValueError(f"not a ready line (listening on HOST:PORT model=M protocol=P): {line!r}")
+    host = m.group(1)
+    return ReadyLine(host[1:-1] if host.startswith("[") else host, int(m.group(2)), m.group(3), m.group(4))
 
 
 def configure_accepted(sock: socket.socket) -> None:
