@@ -245,3 +245,17 @@ def test_argparser_error_is_one_line_and_exit_2():
     assert done.returncode == EXIT_USAGE
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("x: error: argument --n")
     assert issubclass(ArgParser, __import__("argparse").ArgumentParser)
+
+
+def test_nofile_and_pass_fds_reach_the_server():
+    r, w = os.pipe()
+    try:
+        # the server raises its soft limit to the hard one at start: the hard one is what we set
+        with ServerProcess("epoll", nofile=(64, 96), pass_fds=(r,)) as server:
+            with open(f"/proc/{server.pid}/limits") as f:
+                line = next(x for x in f if x.startswith("Max open files"))
+            assert line.split()[3:5] == ["96", "96"]
+            assert r in server.fds()
+    finally:
+        os.close(r)
+        os.close(w)

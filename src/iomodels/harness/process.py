@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import select
 import shlex
 import subprocess
@@ -119,6 +120,9 @@ class ServerProcess:
     starts with the source tree this module comes from, so the server runs
     the same code as its caller.
 
+    ``nofile`` starts it with that RLIMIT_NOFILE (soft, hard); ``pass_fds`` are
+    inherited.
+
     @ivar ready: the parsed ready line (host, port, model, protocol)
     @ivar proc: the Popen; ``pid`` == ``pgid`` == the session id
     """
@@ -138,6 +142,7 @@ class ServerProcess:
         ready_timeout_s: float = 20.0,
         log_level: str | None = "warning",
         pass_fds: Sequence[int] = (),
+        nofile: int | tuple[int, int] | None = None,
     ) -> None:
         if command is None and model is None:
             raise ValueError("ServerProcess needs a model or a command")
@@ -152,6 +157,7 @@ class ServerProcess:
         self.log_path = Path(log_path) if log_path is not None else None
         self.ready_timeout_s = ready_timeout_s
         self.pass_fds = tuple(pass_fds)
+        self.nofile = (nofile, nofile) if isinstance(nofile, int) else nofile
         self._env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: ReadyLine | None = None
@@ -186,6 +192,9 @@ class ServerProcess:
                 env=env,
                 start_new_session=True,
                 pass_fds=self.pass_fds,
+                # only to start a server with a small open-file limit (the EMFILE tests);
+                # preexec_fn runs Python between fork and exec, so it is used for nothing else
+                preexec_fn=self._set_nofile if self.nofile is not None else None,
             )
         except BaseException:
             self._log.close()
@@ -201,6 +210,10 @@ class ServerProcess:
         if self.model is None:
             self.model = self.ready.model
         return self
+
+    def _set_nofile(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
 
     def _read_ready_line(self) -> ReadyLine:
         assert self.proc is not None and self.proc.stdout is not None
