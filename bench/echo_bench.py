@@ -89,7 +89,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
-from iomodels.report.compare import session_cpu_s  # noqa: E402 (the path above)
+from iomodels.harness import session_cpu_s  # noqa: E402 (the path above)
 
 try:
     import psutil

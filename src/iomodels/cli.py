@@ -12,16 +12,8 @@ import sys
 
 from iomodels import __version__, models
 from iomodels.core.errors import IOModelsError
+from iomodels.harness.cli import EXIT_USAGE, ArgParser
 from iomodels.protocols import names as protocol_names
-
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with the one-line error the contract asks for (not usage + error)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _port(text: str) -> int:
@@ -51,12 +43,12 @@ def _protocol(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgParser(
         prog="iomodels",
         description="The IO models of Unix network programming as real Python servers.",
     )
     parser.add_argument("--version", action="version", version=f"iomodels {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
 
     serve = sub.add_parser(
         "serve",

@@ -21,6 +21,8 @@ from iomodels.harness import (
     ServerStartError,
     machine,
     parse_ready_line,
+    session_cpu_s,
+    session_group,
 )
 
 FAKE = str(Path(__file__).with_name("fake_server.py"))
@@ -176,6 +178,31 @@ def test_cpu_seconds_grows_with_load():
     assert after - before < 20
 
 
+def test_session_cpu_counts_children_exactly():
+    """session_cpu_s: the scheduler's runtime of every task of a session,
+    a forked child's included (compare and claims rely on it)."""
+    code = (
+        "import os, sys, time\n"
+        "def burn(s):\n"
+        "    end = time.process_time() + s\n"
+        "    while time.process_time() < end: pass\n"
+        "pid = os.fork()\n"
+        "burn(0.3)\n"
+        "sys.stdout.write('done\\n'); sys.stdout.flush()\n"
+        "time.sleep(5)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == b"done\n"
+        assert proc.stdout.readline() == b"done\n"  # parent and child each burned 0.3 s
+        time.sleep(0.05)
+        assert len(session_group(proc.pid)) == 2
+        assert 0.55 < session_cpu_s(proc.pid) < 2.0
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 # ----------------------------------------------------------------------
 # start errors
 
@@ -259,3 +286,13 @@ def test_nofile_and_pass_fds_reach_the_server():
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_every_lazy_name_resolves():
+    import iomodels.harness as harness
+
+    assert sorted(harness.__all__) == sorted(harness._WHERE)
+    for name in harness.__all__:
+        assert getattr(harness, name) is not None
+    with pytest.raises(AttributeError):
+        _ = harness.no_such_name

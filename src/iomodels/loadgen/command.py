@@ -21,11 +21,10 @@ import re
 import sys
 from typing import Any
 
+from iomodels.harness.cli import ArgParser
 from iomodels.loadgen import hist
 from iomodels.loadgen.engine import ERROR_KINDS
 from iomodels.loadgen.runner import LoadConfig, LoadGenerator, aggregate
-
-EXIT_USAGE = 2
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
@@ -61,13 +60,8 @@ def _positive_int(minimum: int):
     return parse
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgParser(
         prog="iomodels bench",
         description="Load an echo or upper server over TCP (any server, not only ours) and report "
         "req/s, MiB/s, latency percentiles from an HDR histogram, and errors by kind. Every reply "

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from iomodels import models
+from iomodels.harness import EXIT_USAGE, ArgParser, machine, raise_nofile_limit
 from iomodels.loadgen.command import parse_duration
-
-EXIT_USAGE = 2
 
 QUICK = {"duration_s": 1.0, "warmup_s": 1.0, "settle_s": 0.25, "drain_s": 0.5, "timeout_s": 1.0}
 FULL = {"duration_s": 3.0, "warmup_s": 2.0, "settle_s": 0.5, "drain_s": 1.0, "timeout_s": 2.0}
@@ -40,13 +39,8 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgParser(
         prog="iomodels compare",
         description="Run every available model as an echo server (pinned to one CPU) under the same "
         "closed-loop load (generator on the other CPUs) and compare req/s, latency percentiles, server "
@@ -126,12 +120,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from iomodels.report.compare import Runner, machine, raise_nofile, results_document
+    from iomodels.report.compare import Runner, results_document
 
     settings = _settings(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    raise_nofile()
+    raise_nofile_limit()  # idle sweeps hold thousands of sockets
     info = machine()
     if settings.gen_cpus:
         os.sched_setaffinity(0, set(settings.gen_cpus))  # this thread: off the server's CPU
