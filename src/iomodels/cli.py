@@ -225,7 +225,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 # argparse.REMAINDER would refuse): the rest of the line is handed over as is.
 _DELEGATED = {
     "bench": "iomodels.loadgen",
-    "compare": "iomodels.report",
+    "compare": "iomodels.compare",
     "claims": "iomodels.claims",
 }
 

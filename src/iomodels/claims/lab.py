@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from iomodels import models
+from iomodels.compare.runner import HOST, Settings, measure_cell
 from iomodels.harness import ServerProcess, raise_nofile_limit
-from iomodels.report.compare import HOST, Settings, measure_cell
 
 STRACE = shutil.which("strace")
 STRACE_ATTACH_TIMEOUT_S = 5.0

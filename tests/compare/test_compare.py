@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psutil
 import pytest
 
+from iomodels.compare import main as compare_main
+from iomodels.compare.render import text_tables
+from iomodels.compare.runner import Settings, skip_reason, summarize
 from iomodels.loadgen import hist
-from iomodels.report import main as compare_main
-from iomodels.report.compare import Settings, skip_reason, summarize
-from iomodels.report.render import text_tables
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -113,3 +114,6 @@ def test_compare_end_to_end(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "report.html").exists()
     for name in CHARTS:
         assert (tmp_path / name).exists(), name
+    me = psutil.Process()  # every server and generator worker stopped
+    left = [p for p in me.children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, [(p.pid, p.cmdline()) for p in left]

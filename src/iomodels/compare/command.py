@@ -1,9 +1,6 @@
-"""``iomodels compare``: every model under the same load; results.json, charts, report.html.
+"""The command line of ``iomodels compare`` (argument parsing, progress bar, files).
 
-Layout: compare.py runs the servers and measures the cells (the method is
-documented there); render.py turns a results document into terminal tables,
-PNG charts and one self-contained report.html.  This module is the command
-line.  ``--quick`` is the README's main job: every available model on the
+``--quick`` is the README's main job: every available model on the
 whole connection grid in under 3 minutes on a 2-CPU machine, which costs
 precision (1 s windows, one repeat): read its req/s as an order of
 magnitude, its server µs/request as the comparison.
@@ -82,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from iomodels.report.compare import Settings
+    from iomodels.compare.runner import Settings
 
     preset = dict(QUICK if args.quick else FULL)
     if args.duration is not None:
@@ -120,7 +117,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from iomodels.report.compare import Runner, results_document
+    from iomodels.compare.runner import Runner, results_document
 
     settings = _settings(args)
     out = Path(args.out)
@@ -152,7 +149,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from rich.console import Console
 
-    from iomodels.report import render
+    from iomodels.compare import render
 
     console = Console(stderr=args.json)
     if not console.is_terminal:
@@ -186,6 +183,3 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(doc, indent=1))
     return 1 if any(c.get("status") == "error" for c in doc["cells"]) else 0
-
-
-__all__ = ["main"]
