@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import psutil
 import pytest
 
 from iomodels.compare import main as compare_main
 from iomodels.compare.render import text_tables
 from iomodels.compare.runner import Settings, skip_reason, summarize
+from iomodels.harness import live_descendants
 from iomodels.loadgen import hist
 
 pytestmark = pytest.mark.timeout(120)
@@ -114,6 +114,4 @@ def test_compare_end_to_end(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "report.html").exists()
     for name in CHARTS:
         assert (tmp_path / name).exists(), name
-    me = psutil.Process()  # every server and generator worker stopped
-    left = [p for p in me.children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
-    assert not left, [(p.pid, p.cmdline()) for p in left]
+    assert live_descendants() == []  # every server and generator worker stopped

@@ -19,6 +19,7 @@ from iomodels.harness import (
     ArgParser,
     ServerProcess,
     ServerStartError,
+    live_descendants,
     machine,
     parse_ready_line,
     session_cpu_s,
@@ -296,3 +297,11 @@ def test_every_lazy_name_resolves():
         assert getattr(harness, name) is not None
     with pytest.raises(AttributeError):
         _ = harness.no_such_name
+
+
+def test_live_descendants_sees_a_server_and_its_child_until_stopped():
+    server = fake("forks").start()
+    child = child_pid(server)
+    assert {server.pid, child} <= set(live_descendants())
+    server.stop()
+    assert not {server.pid, child} & set(live_descendants())

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from signal import SIGKILL
 
-import psutil
 import pytest
 
-from iomodels.harness import ServerProcess
+from iomodels.harness import ServerProcess, live_descendants
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,9 +52,8 @@ def tiny() -> Iterator[Callable[[str], Tiny]]:
 def no_leftover_processes() -> Iterator[None]:
     """Every test cleans up every process it started (workers, servers)."""
     yield
-    me = psutil.Process()
-    left = [p for p in me.children(recursive=True) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    for p in left:  # clean up anyway, then fail
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    assert not left, f"processes left behind: {[(p.pid, p.cmdline()) for p in left]}"
+    left = live_descendants()
+    for pid in left:  # clean up anyway, then fail
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left behind: {left}"

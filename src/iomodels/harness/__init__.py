@@ -30,6 +30,7 @@ _WHERE = {
     "ServerStartError": "iomodels.harness.process",
     "session_cpu_s": "iomodels.harness.process",
     "session_group": "iomodels.harness.process",
+    "live_descendants": "iomodels.harness.process",
 }
 
 __all__ = [  # == sorted(_WHERE), written out for the linters (tests/harness checks it)
@@ -39,6 +40,7 @@ __all__ = [  # == sorted(_WHERE), written out for the linters (tests/harness che
     "ServerProcess",
     "ServerStartError",
     "busy_ticks",
+    "live_descendants",
     "machine",
     "parse_ready_line",
     "raise_nofile_limit",
@@ -51,7 +53,13 @@ if TYPE_CHECKING:
     from iomodels.core.server import ReadyLine, parse_ready_line, raise_nofile_limit
     from iomodels.harness.cli import EXIT_USAGE, ArgParser
     from iomodels.harness.machine import busy_ticks, machine, versions
-    from iomodels.harness.process import ServerProcess, ServerStartError, session_cpu_s, session_group
+    from iomodels.harness.process import (
+        ServerProcess,
+        ServerStartError,
+        live_descendants,
+        session_cpu_s,
+        session_group,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -44,6 +44,9 @@ GONE_TIMEOUT_S = 5.0  # after SIGKILL: how long the session's processes may take
 LOG_TAIL_LINES = 8  # lines of the server's log quoted in a start error
 
 
+MP_HELPERS = (b"multiprocessing.forkserver", b"multiprocessing.resource_tracker")
+
+
 class ServerStartError(RuntimeError):
     """The server exited, stayed silent or printed something else before its ready line."""
 
@@ -96,6 +99,36 @@ def session_cpu_s(sid: int) -> float:
                 ticks += int(fields[11]) + int(fields[12])  # no schedstat: ticks it is
                 break
     return runtime_ns / 1e9 + ticks / hz
+
+
+def live_descendants() -> list[int]:
+    """Live processes this one started, however deep (tests prove cleanup with it),
+    except multiprocessing's fork server (loadgen/runner.py) and its resource
+    tracker: started once, they live as long as this process and run nothing of ours."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] not in ("Z", "X"):
+            children.setdefault(int(fields[1]), []).append(int(name))
+    out = []
+    todo = list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        if not any(helper in cmdline for helper in MP_HELPERS):
+            out.append(pid)
+        todo.extend(children.get(pid, []))
+    return sorted(out)
 
 
 def serve_command(
