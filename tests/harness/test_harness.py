@@ -215,6 +215,8 @@ def test_exit_before_ready_names_the_server_and_quotes_its_log(tmp_path):
         server.start()
     message = str(info.value)
     assert "exited with status 3" in message
+    assert info.value.what == "exited with status 3 before its ready line"
+    assert info.value.log_tail == ["fake: cannot start, on purpose"]
     assert "cannot start, on purpose" in message
     assert str(log) in message
     assert FAKE in message

@@ -48,7 +48,16 @@ MP_HELPERS = (b"multiprocessing.forkserver", b"multiprocessing.resource_tracker"
 
 
 class ServerStartError(RuntimeError):
-    """The server exited, stayed silent or printed something else before its ready line."""
+    """The server exited, stayed silent or printed something else before its ready line.
+
+    @ivar what: that, in a few words
+    @ivar log_tail: the last lines of the server's stderr
+    """
+
+    def __init__(self, message: str, what: str = "", log_tail: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.what = what or message
+        self.log_tail = list(log_tail)
 
 
 def session_group(sid: int) -> list[tuple[int, list[str]]]:
@@ -276,7 +285,7 @@ class ServerProcess:
         tail = self.log_text().splitlines()[-LOG_TAIL_LINES:]
         quoted = "".join(f"\n  | {line}" for line in tail) or "\n  | (empty)"
         command = f" ({shlex.join(self.command)})" if self.model else ""  # else self.name is the command
-        return ServerStartError(f"server {self.name}: {what}{command}; {where}:{quoted}")
+        return ServerStartError(f"server {self.name}: {what}{command}; {where}:{quoted}", what, tail)
 
     def __enter__(self) -> ServerProcess:
         return self.start() if self.proc is None else self
