@@ -36,5 +36,9 @@ def test_list_and_unknown(capsys):
     assert main(["--list"]) == 0
     listed = capsys.readouterr().out
     assert "select is limited" in listed
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         main(["--only", "99"])
+    assert info.value.code == 2  # a usage error, one line
+    err = capsys.readouterr().err
+    assert err.startswith("iomodels claims: error: unknown claim 99; choose from 1, 2,")
+    assert err.count("\n") == 1
