@@ -13,6 +13,7 @@ import sys
 from iomodels import __version__, models
 from iomodels.core.errors import IOModelsError
 from iomodels.harness.cli import EXIT_USAGE, ArgParser
+from iomodels.harness.cli import at_least as _at_least
 from iomodels.protocols import names as protocol_names
 
 
@@ -21,17 +22,6 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535, not {value}")
     return value
-
-
-def _at_least(minimum: float, kind: type = int):
-    def parse(text: str):
-        value = kind(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, not {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def _protocol(text: str) -> str:

@@ -307,3 +307,15 @@ def test_live_descendants_sees_a_server_and_its_child_until_stopped():
     assert {server.pid, child} <= set(live_descendants())
     server.stop()
     assert not {server.pid, child} & set(live_descendants())
+
+
+def test_split_cpus_never_shares_a_cpu():
+    from iomodels.harness import split_cpus
+
+    server, gen = split_cpus()
+    mine = os.sched_getaffinity(0)
+    if len(mine) < 2:
+        assert (server, gen) == (None, None)
+    else:
+        assert server == min(mine) and gen is not None
+        assert server not in gen and {server, *gen} == mine

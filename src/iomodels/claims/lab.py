@@ -29,7 +29,7 @@ from typing import Any
 
 from iomodels import models
 from iomodels.compare.runner import HOST, Settings, measure_cell
-from iomodels.harness import ServerProcess, raise_nofile_limit
+from iomodels.harness import ServerProcess, raise_nofile_limit, split_cpus
 
 STRACE = shutil.which("strace")
 STRACE_ATTACH_TIMEOUT_S = 5.0
@@ -38,14 +38,6 @@ STRACE_SETTLE_S = 0.3  # after "attached": let the tracer reach every thread
 
 class ClaimTimeout(BaseException):
     """An experiment ran past its time limit."""
-
-
-def cpus() -> tuple[int | None, frozenset[int] | None]:
-    """(server CPU, generator CPUs): split as compare does, when there are two."""
-    mine = sorted(os.sched_getaffinity(0))
-    if len(mine) >= 2:
-        return mine[0], frozenset(mine[1:])
-    return None, None
 
 
 # ----------------------------------------------------------------------
@@ -228,7 +220,8 @@ class Lab:
         self.work = out_dir / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         self.progress = progress
-        self.server_cpu, self.gen_cpus = cpus()
+        self.server_cpu, gen_cpus = split_cpus()  # as compare splits them
+        self.gen_cpus = frozenset(gen_cpus) if gen_cpus else None
         self.nofile = raise_nofile_limit()
         self._n = 0
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from iomodels import models
-from iomodels.harness import EXIT_USAGE, ArgParser, machine, raise_nofile_limit
+from iomodels.harness import EXIT_USAGE, ArgParser, machine, raise_nofile_limit, split_cpus
 from iomodels.loadgen.command import parse_duration
 
 QUICK = {"duration_s": 1.0, "warmup_s": 1.0, "settle_s": 0.25, "drain_s": 0.5, "timeout_s": 1.0}
@@ -90,12 +90,7 @@ def _settings(args: argparse.Namespace) -> Any:
     unknown = [m for m in names if m not in models.names()]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models.names())}")
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) >= 2:
-        server_cpu: int | None = cpus[0]
-        gen_cpus: list[int] | None = cpus[1:]
-    else:  # one CPU: no pinning can separate them; the report shows nproc
-        server_cpu, gen_cpus = None, None
+    server_cpu, gen_cpus = split_cpus()
     workers = args.workers or max(1, min(4, len(gen_cpus or [0])))
     return Settings(
         models=names,

@@ -25,6 +25,7 @@ _WHERE = {
     "raise_nofile_limit": "iomodels.core.server",
     "busy_ticks": "iomodels.harness.machine",
     "machine": "iomodels.harness.machine",
+    "split_cpus": "iomodels.harness.machine",
     "versions": "iomodels.harness.machine",
     "ServerProcess": "iomodels.harness.process",
     "ServerStartError": "iomodels.harness.process",
@@ -46,13 +47,14 @@ __all__ = [  # == sorted(_WHERE), written out for the linters (tests/harness che
     "raise_nofile_limit",
     "session_cpu_s",
     "session_group",
+    "split_cpus",
     "versions",
 ]
 
 if TYPE_CHECKING:
     from iomodels.core.server import ReadyLine, parse_ready_line, raise_nofile_limit
     from iomodels.harness.cli import EXIT_USAGE, ArgParser
-    from iomodels.harness.machine import busy_ticks, machine, versions
+    from iomodels.harness.machine import busy_ticks, machine, split_cpus, versions
     from iomodels.harness.process import (
         ServerProcess,
         ServerStartError,

@@ -66,6 +66,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def split_cpus() -> tuple[int | None, list[int] | None]:
+    """(server CPU, generator CPUs) out of the CPUs this process may use: the first
+    for the server, the rest for the load, so the two never share a CPU.  With one
+    CPU no pinning can separate them: (None, None), and the report shows nproc."""
+    mine = sorted(os.sched_getaffinity(0))
+    if len(mine) >= 2:
+        return mine[0], mine[1:]
+    return None, None
+
+
 def summary(info: dict[str, Any]) -> str:
     """One line for a table's caption: '2 CPUs (...), Linux 6.x, Python 3.11.7'."""
     return (

@@ -307,9 +307,7 @@ class ServerProcess:
     def pid(self) -> int:
         return self._started().pid
 
-    @property
-    def pgid(self) -> int:
-        return self._started().pid  # start_new_session: the leader of its own group and session
+    pgid = pid  # start_new_session: the server leads its own process group and session
 
     def _ready(self) -> ReadyLine:
         if self.ready is None:
