@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from signal import SIGKILL, SIGTERM  # bare names: the class has a method called signal
 from types import TracebackType
@@ -60,12 +60,10 @@ class ServerStartError(RuntimeError):
         self.log_tail = list(log_tail)
 
 
-def session_group(sid: int) -> list[tuple[int, list[str]]]:
-    """(pid, /proc/PID/stat fields after the command name) of every live process
-    of session ``sid``: the server and every child it forked, however deep, in
-    one pass over /proc.  Zombies are left out: they run nothing and hold
+def live_processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, /proc/PID/stat fields after the command name) of every live process,
+    in one pass over /proc.  Zombies are left out: they run nothing and hold
     nothing, and a container's init may never reap them."""
-    out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -75,9 +73,14 @@ def session_group(sid: int) -> list[tuple[int, list[str]]]:
         except OSError:
             continue  # gone meanwhile
         # fields[0] is the state; [1] ppid, [2] pgrp, [3] session
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            out.append((int(name), fields))
-    return out
+        if fields[0] not in ("Z", "X"):
+            yield int(name), fields
+
+
+def session_group(sid: int) -> list[tuple[int, list[str]]]:
+    """Every live process of session ``sid`` (see live_processes): the server and
+    every child it forked, however deep, even one that left its process group."""
+    return [(pid, fields) for pid, fields in live_processes() if int(fields[3]) == sid]
 
 
 def session_cpu_s(sid: int) -> float:
@@ -115,16 +118,8 @@ def live_descendants() -> list[int]:
     except multiprocessing's fork server (loadgen/runner.py) and its resource
     tracker: started once, they live as long as this process and run nothing of ours."""
     children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] not in ("Z", "X"):
-            children.setdefault(int(fields[1]), []).append(int(name))
+    for pid, fields in live_processes():
+        children.setdefault(int(fields[1]), []).append(pid)
     out = []
     todo = list(children.get(os.getpid(), []))
     while todo:
