@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -275,6 +276,19 @@ def test_argparser_error_is_one_line_and_exit_2():
     assert done.returncode == EXIT_USAGE
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("x: error: argument --n")
     assert issubclass(ArgParser, __import__("argparse").ArgumentParser)
+
+
+def test_rlimits_and_preexec_reach_the_server():
+    def nice_me() -> None:  # runs in the child, before exec
+        os.nice(3)
+
+    limits = {resource.RLIMIT_SIGPENDING: (4, 4)}
+    with ServerProcess("sigio", rlimits=limits, preexec=nice_me) as server:
+        with open(f"/proc/{server.pid}/limits") as f:
+            line = next(x for x in f if x.startswith("Max pending signals"))
+        assert line.split()[3:5] == ["4", "4"]
+        assert os.getpriority(os.PRIO_PROCESS, server.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)
+        assert server.stdout_after_ready == b""  # the ready line is all it printed
 
 
 def test_nofile_and_pass_fds_reach_the_server():

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from signal import SIGKILL, SIGTERM  # bare names: the class has a method called signal
 from types import TracebackType
@@ -157,8 +157,12 @@ class ServerProcess:
     starts with the source tree this module comes from, so the server runs
     the same code as its caller.
 
-    ``nofile`` starts it with that RLIMIT_NOFILE (soft, hard); ``pass_fds`` are
-    inherited.
+    ``pass_fds`` are inherited.  ``nofile`` (n or (soft, hard)) and ``rlimits``
+    ({resource.RLIMIT_*: (soft, hard)}) start it with those limits, and
+    ``preexec`` runs in the child before exec: both go through Popen's
+    preexec_fn, Python code between fork and exec, which may deadlock if this
+    process runs other threads; tests use them (the EMFILE and sigio-overflow
+    tests), compare and claims do not.
 
     @ivar ready: the parsed ready line (host, port, model, protocol)
     @ivar proc: the Popen; ``pid`` == ``pgid`` == the session id
@@ -180,6 +184,8 @@ class ServerProcess:
         log_level: str | None = "warning",
         pass_fds: Sequence[int] = (),
         nofile: int | tuple[int, int] | None = None,
+        rlimits: Mapping[int, tuple[int, int]] | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         if command is None and model is None:
             raise ValueError("ServerProcess needs a model or a command")
@@ -194,7 +200,11 @@ class ServerProcess:
         self.log_path = Path(log_path) if log_path is not None else None
         self.ready_timeout_s = ready_timeout_s
         self.pass_fds = tuple(pass_fds)
-        self.nofile = (nofile, nofile) if isinstance(nofile, int) else nofile
+        self.rlimits = dict(rlimits or {})
+        if nofile is not None:
+            self.rlimits[resource.RLIMIT_NOFILE] = (nofile, nofile) if isinstance(nofile, int) else nofile
+        self.preexec = preexec
+        self.stdout_after_ready = b""  # what came after the ready line in the same read (should be nothing)
         self._env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: ReadyLine | None = None
@@ -229,9 +239,7 @@ class ServerProcess:
                 env=env,
                 start_new_session=True,
                 pass_fds=self.pass_fds,
-                # only to start a server with a small open-file limit (the EMFILE tests);
-                # preexec_fn runs Python between fork and exec, so it is used for nothing else
-                preexec_fn=self._set_nofile if self.nofile is not None else None,
+                preexec_fn=self._before_exec if self.rlimits or self.preexec else None,
             )
         except BaseException:
             self._log.close()
@@ -248,9 +256,11 @@ class ServerProcess:
             self.model = self.ready.model
         return self
 
-    def _set_nofile(self) -> None:
-        assert self.nofile is not None
-        resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
+    def _before_exec(self) -> None:
+        for which, limits in self.rlimits.items():
+            resource.setrlimit(which, limits)
+        if self.preexec is not None:
+            self.preexec()
 
     def _read_ready_line(self) -> ReadyLine:
         assert self.proc is not None and self.proc.stdout is not None
@@ -269,7 +279,8 @@ class ServerProcess:
                 status = self.proc.wait(5)
                 raise self._start_error(f"exited with status {status} before its ready line")
             line += chunk
-        text = line.split(b"\n", 1)[0].decode("utf-8", "replace")
+        first, self.stdout_after_ready = line.split(b"\n", 1)
+        text = first.decode("utf-8", "replace")
         try:
             return parse_ready_line(text)
         except ValueError as exc:
