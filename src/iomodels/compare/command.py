@@ -45,7 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
         "self-contained report.html to --out.",
     )
     p.add_argument("--quick", action="store_true", help="short windows, one repeat: under 3 minutes")
+    p.add_argument(
+        "--protocol",
+        choices=["echo", "http"],
+        default="echo",
+        help="echo: our load generator, 'msize' bytes per request (default); http: every model as "
+        "'iomodels serve --protocol http' and the --peers, driven by wrk (see docs/http.md)",
+    )
     p.add_argument("--models", help="comma-separated models (default: every model of the registry)")
+    p.add_argument(
+        "--peers",
+        help="http: comma-separated peers to run beside the models (default: all of "
+        "gunicorn-sync, gunicorn-gthread, waitress, granian, uvicorn, nginx; 'none' for none)",
+    )
+    p.add_argument("--path", default="/plaintext", help="http: the route wrk requests (default /plaintext)")
+    p.add_argument(
+        "--pipeline", type=int, default=1, help="http: requests per write, as TechEmpower's 16 (default 1)"
+    )
     p.add_argument(
         "--connections", type=_int_list, default=[1, 10, 100, 1000], help="grid (default 1,10,100,1000)"
     )
@@ -108,6 +124,50 @@ def _settings(args: argparse.Namespace) -> Any:
     )
 
 
+def _run_http(args: argparse.Namespace) -> int:
+    """--protocol http: the models and the peers under wrk (iomodels.webbench)."""
+    from iomodels.webbench import peers, report, wrk
+    from iomodels.webbench.runner import HttpRunner, HttpSettings, summarize, table
+
+    preset = QUICK if args.quick else FULL
+    names = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else models.names()
+    if args.peers is None:
+        peer_names = peers.names()
+    elif args.peers.strip() == "none":
+        peer_names = []
+    else:
+        peer_names = [p.strip() for p in args.peers.split(",") if p.strip()]
+    unknown = [m for m in names if m not in models.names()] + [p for p in peer_names if p not in peers.PEERS]
+    if unknown:
+        raise ValueError(
+            f"unknown model(s) or peer(s) {', '.join(unknown)}; models: {', '.join(models.names())}; "
+            f"peers: {', '.join(peers.names())}"
+        )
+    if args.pipeline < 1:
+        raise ValueError("--pipeline must be >= 1")
+    if wrk.wrk_path() is None:
+        sys.stderr.write(f"iomodels compare: {wrk.INSTALL_HINT}\n")
+        return 1
+    settings = HttpSettings(
+        targets=names + peer_names,
+        connections=args.connections,
+        duration_s=max(1.0, args.duration if args.duration is not None else preset["duration_s"]),
+        warmup_s=args.warmup if args.warmup is not None else preset["warmup_s"],
+        pipeline=args.pipeline,
+        path=args.path,
+        repeats=max(1, args.repeats),
+    )
+    raise_nofile_limit()  # wrk and the servers hold up to 1000 connections each
+    started = time.monotonic()
+    cells = HttpRunner(settings, progress=lambda line: sys.stderr.write(line + "\n")).run()
+    rows = summarize(cells)
+    written = report.write(Path(args.out), settings, cells, rows, machine())
+    print(table(rows))
+    print(f"iomodels compare --protocol http: {time.monotonic() - started:.0f} s; wrote "
+          + ", ".join(str(p) for p in written))  # fmt: skip
+    return 0
+
+
 def _run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -149,6 +209,15 @@ def main(argv: list[str]) -> int:
     console = Console(stderr=args.json)
     if not console.is_terminal:
         console = Console(stderr=args.json, width=200)  # logs and pipes: do not wrap the table
+    if args.protocol == "http" and not args.render:
+        try:
+            return _run_http(args)
+        except ValueError as exc:
+            sys.stderr.write(f"iomodels compare: error: {exc}\n")
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            sys.stderr.write("iomodels compare: interrupted\n")
+            return 130
     if args.render:
         try:
             with open(args.render) as f:
