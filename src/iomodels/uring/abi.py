@@ -2,8 +2,9 @@
 
 The kernel's: constants, struct layouts and system call numbers, as in
 ``/usr/include/linux/io_uring.h`` (tests/uring/test_abi.py compiles that
-header and checks every offset in :data:`LAYOUT` against it).  And one
-CPython fact, checked at import: where a ``bytes`` object keeps its payload.
+header and checks every offset in :data:`LAYOUT` against it).  The kernel's
+errors, named (:func:`oserror`).  And one CPython fact, checked at import:
+where a ``bytes`` object keeps its payload.
 
 Fixed-size argument structs are ctypes Structures (passed by reference);
 SQEs and CQEs are precompiled ``struct.Struct``\\ s, packed and unpacked in

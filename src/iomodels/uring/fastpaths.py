@@ -3,12 +3,14 @@
 These are :class:`~iomodels.uring.ring.Ring` methods (ring.py binds them),
 written here because they are hand-inlined: they write SQEs without going
 through ``Ring._prep``, testing the cached SQ head as it does and calling
-``Ring._next_sqe_when_full`` only when that test says full.  An event loop runs them once per
-request, where a Python frame, a keyword argument or a dict lookup is a
-visible share of the cost: BENCHMARKS.md, section "io_uring against epoll
-and uvloop", has the figures that justified each one, measured with
-``bench/uring_dispatch.py``.  tests/uring/test_fastpaths.py checks that
-each writes the same SQE as the plain path.
+``Ring._next_sqe_when_full`` only when that test says full.  An event loop
+runs them once per request, where a Python frame, a keyword argument or a
+dict lookup is a visible share of the cost.  The figures that justified each one are in
+BENCHMARKS.md, sections "The ring layer's unit costs"
+(``bench/uring_dispatch.py --unit-costs``) and "io_uring against epoll and
+uvloop" (the model's Python per request, ``bench/uring_dispatch.py``).
+tests/uring/test_fastpaths.py checks that each writes the same SQE as the
+plain path.
 
 Fewer completions
 -----------------
