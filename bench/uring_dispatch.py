@@ -23,6 +23,7 @@ describe.
     .venv/bin/python bench/uring_dispatch.py                  # quick and plain sends
     .venv/bin/python bench/uring_dispatch.py --sends quick --batches 20000
     .venv/bin/python bench/uring_dispatch.py --unit-costs
+    .venv/bin/python bench/uring_dispatch.py --sends quick --cold-mib 8 [--pool-cycle 16]
 """
 
 from __future__ import annotations
@@ -45,8 +46,17 @@ from iomodels.protocols.echo import EchoProtocol
 from iomodels.uring import abi, fastpaths
 
 
-def measure(sends: str, connections: int, batch: int, batches: int, msize: int) -> float:
-    """Seconds of Python per request over ``batches`` batches."""
+def measure(
+    sends: str, connections: int, batch: int, batches: int, msize: int, cold_mib: int = 0, pool_cycle: int = 0
+) -> float:
+    """Seconds of Python per request over ``batches`` batches.
+
+    ``cold_mib``: before each batch, untimed, write one byte per cache line
+    of a ``cold_mib`` MiB buffer, so that each batch starts with cold caches
+    (as when other work, the kernel's or a neighbour's, ran in between).
+    ``pool_cycle``: cycle through only the first N buffers of the recv pool
+    (default: all of them, as the kernel does), to price the pool's share.
+    """
     config = ServerConfig(model="io_uring", protocol="echo", uring_quick_sends=sends == "quick")
     listener = make_listener("127.0.0.1", 0, connections)
     server = io_uring.Server(config, EchoProtocol, listener)
@@ -72,19 +82,26 @@ def measure(sends: str, connections: int, batch: int, batches: int, msize: int) 
             for i in range(batch):
                 conn = conns[(b * batch + i) % connections]
                 cqes.append((conn._ud_recv, msize, flags_base | (bid << io_uring.BUFFER_SHIFT)))
-                bid = (bid + 1) % pool.count
+                bid = (bid + 1) % (pool_cycle or pool.count)
                 sent.append(conn)
             plan.append(cqes)
         published = ring._sq32[ring._sq_ktail]
         dispatch, flush, queue_quick = server._dispatch, server._flush_recycled, server._queue_quick
+        sweep = bytearray(cold_mib << 20)
+        ones = b"\1" * (len(sweep) // 64)
+        took = 0.0
         start = time.process_time()
         for cqes in plan:
+            if cold_mib:
+                took += time.process_time() - start
+                sweep[::64] = ones
+                start = time.process_time()
             dispatch(cqes)
             flush()
             if server._quick:  # what the loop does before its enter
                 queue_quick()
             ring._sq_tail = published  # forget the SQEs: nothing is submitted
-        took = time.process_time() - start
+        took += time.process_time() - start
         return took / (batches * batch)
     finally:
         ring._sq_tail = ring._sq32[ring._sq_ktail]
@@ -192,6 +209,8 @@ def main() -> int:
     ap.add_argument("--msize", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the median is shown")
     ap.add_argument("--cpu", type=int, default=0, help="pin to this CPU; -1: no pinning (default 0)")
+    ap.add_argument("--cold-mib", type=int, default=0, help="untimed cache sweep of N MiB before each batch")
+    ap.add_argument("--pool-cycle", type=int, default=0, help="cycle through only N pool buffers (0: all)")
     ap.add_argument("--unit-costs", action="store_true", help="price the ring layer's pieces instead")
     args = ap.parse_args()
     if args.cpu >= 0:
@@ -205,8 +224,15 @@ def main() -> int:
     results: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(args.repeats):
         for v in variants:
-            results[v].append(measure(v, args.connections, args.batch, args.batches, args.msize))
-    print(f"io_uring model, Python per request ({args.batch} recv CQEs per batch, {args.msize} B echo):")
+            results[v].append(
+                measure(
+                    v, args.connections, args.batch, args.batches, args.msize, args.cold_mib, args.pool_cycle
+                )
+            )
+    cold = f", {args.cold_mib} MiB swept before each" if args.cold_mib else ""
+    cycle = f", {args.pool_cycle} pool buffers cycled" if args.pool_cycle else ""
+    setup = f"{args.batch} recv CQEs per batch{cold}{cycle}, {args.msize} B echo"
+    print(f"io_uring model, Python per request ({setup}):")
     for v, runs in results.items():
         print(
             f"  {v:6s} sends: {statistics.median(runs) * 1e6:.3f} us  (runs: "
