@@ -6,6 +6,7 @@ import errno
 import pytest
 
 from iomodels import uring
+from iomodels.uring import features
 from iomodels.uring import ring as ring_module
 
 from .support import needs_io_uring
@@ -61,3 +62,17 @@ def test_register_probe(ring):
         assert ring.supports(op)
     assert not ring.supports(255)
     assert not ring.supports(-1)
+
+
+def test_live_checks_run_once_per_ring(ring, monkeypatch):
+    """A supports_* property checks live the first time, then answers from
+    the ring's cache (the check queues, submits and reaps: not per call)."""
+    first = (ring.supports_multishot_accept, ring.supports_multishot_recv, ring.supports_quick_send)
+
+    def checked_again(*args):
+        pytest.fail("a live check ran twice on one ring")
+
+    monkeypatch.setattr(features, "_live_check", checked_again)
+    again = (ring.supports_multishot_accept, ring.supports_multishot_recv, ring.supports_quick_send)
+    assert again == first
+    assert all(type(ok) is bool for ok in first)

@@ -33,7 +33,7 @@ The package, one job per file, in the order they build on each other
 ``abi.py``        the kernel's constants, struct layouts and syscall numbers
 ``buffers.py``    memory handed to the kernel; the provided-buffer ring
 ``fastpaths.py``  the event loop's hand-inlined sends (Ring methods)
-``features.py``      is io_uring usable here, and which features (Ring methods)
+``features.py``   is io_uring usable here, and which features (Ring methods)
 ``ring.py``       the Ring: setup, mmap, one SQE-preparation path, enter, reap
 
 Everything a user needs is importable from ``iomodels.uring``; the kernel's

@@ -89,7 +89,7 @@ def probe() -> tuple[bool, str]:
         ring.close()
 
 
-# -- Ring properties and methods: what the kernel gave us, which opcodes exist ---
+# -- Ring properties: what setup gave us ----------------------------------------
 
 
 def setup_flag_names(ring: Ring) -> tuple[str, ...]:
@@ -106,7 +106,7 @@ def feature_names(ring: Ring) -> tuple[str, ...]:
     return tuple(names)
 
 
-# -- which opcodes exist -----------------------------------------
+# -- Ring methods: which opcodes exist ------------------------------------------
 
 
 def register_probe(ring: Ring) -> bytes:
