@@ -27,7 +27,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 
 from iomodels import models
@@ -51,12 +51,15 @@ _SET_LIMITS = (
 )
 
 
-def model_params() -> list:
-    """Every registered model; the unavailable ones skip with the registry's reason."""
+def model_params(only: Collection[str] | None = None) -> list:
+    """Every registered model (or those of ``only``); the unavailable ones skip
+    with the registry's reason."""
     import pytest
 
     params = []
     for name in models.names():
+        if only is not None and name not in only:
+            continue
         ok, reason = models.available(name)
         marks = [] if ok else [pytest.mark.skip(reason=f"{name}: {reason}")]
         params.append(pytest.param(name, id=name, marks=marks))

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from iomodels.protocols.upper import upper_reference
 
-from helpers import recv_exactly, send_and_drain
+from helpers import recv_exactly, roundtrip, send_and_drain
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -102,3 +102,19 @@ def test_random_chunkings(upper_server, parts):
             time.sleep(0.001)  # let most parts arrive as separate segments
         received += send_and_drain(sock, b"")
     assert bytes(received) == upper_reference(data)
+
+
+def test_clients_served_at_once(upper_server):
+    """Every model but ``blocking`` serves several open connections at once,
+    each getting its own replies while the others wait."""
+    if upper_server.model == "blocking":
+        pytest.skip("blocking serves one client at a time (test_limits checks that it does)")
+    clients = [upper_server.connect() for _ in range(6)]
+    try:
+        for i, sock in enumerate(reversed(clients)):
+            roundtrip(sock, b"c%d\n" % i, b"C%d\n" % i)
+        for i, sock in enumerate(clients):
+            roundtrip(sock, "ß%d".encode() % i, b"SS%d" % i)
+    finally:
+        for sock in clients:
+            sock.close()
