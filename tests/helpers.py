@@ -159,15 +159,16 @@ class Server(ServerProcess):
     def send_signal(self, signum: int) -> None:
         self.signal(signum)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> tuple[int | None, float]:
-        """Send ``sig``; wait up to ``timeout_s`` for the exit; kill what is left
-        of the session.  Returns (exit status, seconds to exit); the status is
-        None if the server did not exit in time (it is killed then)."""
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int | None, float]:
+        """Send ``signum``; wait up to ``timeout`` seconds for the exit; kill
+        what is left of the session.  Returns (exit status, seconds to exit);
+        the status is None if the server did not exit in time (it is killed
+        then).  A test's assertion, where ServerProcess.stop is a cleanup."""
         if self.proc is None or self.proc.stdout is None or self.proc.stdout.closed:
             return (self.proc.returncode if self.proc else None), 0.0  # stopped already
         start = time.monotonic()
-        self.signal(sig)
-        status = self.wait(timeout_s)
+        self.signal(signum)
+        status = self.wait(timeout)
         took = time.monotonic() - start
         if status is not None:
             self.stdout_rest += _read_to_eof(self.proc.stdout.fileno(), 0.5)
@@ -435,6 +436,11 @@ class Flood:
                 return True
             time.sleep(0.05)
         raise AssertionError(f"the flood neither stalled nor finished in {timeout}s ({self.sent} bytes sent)")
+
+    def wait_ended(self, timeout: float) -> bool:
+        """True once the thread has ended: the flood was sent, or the server closed the connection."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def join(self, timeout: float = 10.0) -> None:
         self._thread.join(timeout)
