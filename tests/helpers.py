@@ -159,15 +159,22 @@ class Server(ServerProcess):
     def send_signal(self, signum: int) -> None:
         self.signal(signum)
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int | None, float]:
-        """Send ``signum``; wait up to ``timeout`` seconds for the exit; kill
+    def stop(
+        self, signum: int = signal.SIGTERM, timeout: float = 10.0, *, group: bool = False
+    ) -> tuple[int | None, float]:
+        """Send ``signum`` (to the whole process group if ``group``, as Ctrl-C
+        at a terminal does); wait up to ``timeout`` seconds for the exit; kill
         what is left of the session.  Returns (exit status, seconds to exit);
         the status is None if the server did not exit in time (it is killed
         then).  A test's assertion, where ServerProcess.stop is a cleanup."""
         if self.proc is None or self.proc.stdout is None or self.proc.stdout.closed:
             return (self.proc.returncode if self.proc else None), 0.0  # stopped already
         start = time.monotonic()
-        self.signal(signum)
+        if group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pgid, signum)
+        else:
+            self.signal(signum)
         status = self.wait(timeout)
         took = time.monotonic() - start
         if status is not None:

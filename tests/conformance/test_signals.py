@@ -1,7 +1,6 @@
 """SIGTERM / SIGINT: stop accepting, flush what can be flushed, close every
 connection, exit 0 promptly, no process of the group left, nothing more on stdout."""
 
-import os
 import signal
 import socket
 import threading
@@ -21,8 +20,10 @@ from helpers import (
 pytestmark = pytest.mark.timeout(90)
 
 
-def assert_clean_exit(server: Server, signum: int = signal.SIGTERM, within: float = 5.5) -> None:
-    status, took = server.stop(signum)
+def assert_clean_exit(
+    server: Server, signum: int = signal.SIGTERM, within: float = 5.5, group: bool = False
+) -> None:
+    status, took = server.stop(signum, group=group)
     assert status == 0, f"exit status {status}; stderr:\n{server.stderr()[-3000:]}"
     assert took < within, f"took {took:.1f} s to exit"
     assert wait_group_gone(server.pid) == [], "processes of the server's group outlived it"
@@ -45,9 +46,7 @@ def test_idle_and_half_closed_clients(model, signum):
         time.sleep(0.3)
         if model == "processes":
             assert len(server.group_pids()) >= 2, "no forked child per connection in the group"
-        if signum == signal.SIGINT:
-            os.killpg(server.pgid, signum)
-        assert_clean_exit(server, signum, within=2.5)
+        assert_clean_exit(server, signum, within=2.5, group=signum == signal.SIGINT)
         assert recv_until_eof(idle, timeout=2) == (b"", "eof"), "the idle connection was not closed"
         assert recv_until_eof(half, timeout=5) == (b"HALF CLOSED\n", "eof")
         for sock in (idle, half, waiting):
