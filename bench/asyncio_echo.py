@@ -1,7 +1,9 @@
 """A plain asyncio echo server, nothing of iomodels in it: the outside
 reference that `iomodels bench` is checked against (bench/crosscheck.py).
 
-Usage: python bench/asyncio_echo.py PORT   (prints "listening on 127.0.0.1:PORT")
+Usage: python bench/asyncio_echo.py PORT
+Prints the ready line of `iomodels serve`, so that iomodels.harness can start it:
+"listening on 127.0.0.1:PORT model=asyncio-plain protocol=echo".
 """
 
 import asyncio
@@ -19,7 +21,8 @@ class Echo(asyncio.Protocol):
 async def main(port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Echo, "127.0.0.1", port)
-    print(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    port = server.sockets[0].getsockname()[1]
+    print(f"listening on 127.0.0.1:{port} model=asyncio-plain protocol=echo", flush=True)
     await server.serve_forever()
 
 

@@ -11,43 +11,22 @@ Needs gcc (builds bench/echo_load.c into a temporary directory).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+from argparse import RawDescriptionHelpFormatter
 from pathlib import Path
 
+from iomodels.harness import ArgParser, ServerProcess
+
 HERE = Path(__file__).resolve().parent
-SERVERS = {
-    "iomodels epoll": [
-        sys.executable,
-        "-m",
-        "iomodels",
-        "serve",
-        "--model",
-        "epoll",
-        "--protocol",
-        "echo",
-        "--port",
-        "0",
-        "--log-level",
-        "warning",
-    ],
-    "plain asyncio": [sys.executable, str(HERE / "asyncio_echo.py"), "0"],
+SERVERS = {  # name -> ServerProcess keyword arguments
+    "iomodels epoll": {"model": "epoll"},
+    "plain asyncio": {"command": [sys.executable, str(HERE / "asyncio_echo.py"), "0"]},
 }
-
-
-def start(argv: list[str]) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
-    line = proc.stdout.readline().decode()
-    port = int(re.search(r":(\d+)", line.split()[2]).group(1))
-    os.sched_setaffinity(proc.pid, {0})
-    return proc, port
 
 
 def run_c(binary: str, port: int, conns: int, duration: float) -> dict[str, float]:
@@ -101,9 +80,7 @@ def run_py(port: int, conns: int, duration: float) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgParser(description=__doc__, formatter_class=RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
@@ -116,9 +93,9 @@ def main() -> int:
             "rounds, server on CPU 0, generator on CPU 1; medians"
         )
         print(f"{'server':<16} {'generator':<16} {'req/s':>9} {'p50 us':>8} {'p99 us':>8} {'errors':>7}")
-        for name, argv in SERVERS.items():
-            proc, port = start(argv)
-            try:
+        for name, how in SERVERS.items():
+            with ServerProcess(**how, cpu=0) as server:
+                port = server.port
                 results: dict[str, list[dict[str, float]]] = {"C echo_load": [], "iomodels bench": []}
                 # Unrecorded warm-up: a fresh asyncio server reads into 256 KiB
                 # mmap'd buffers until glibc's threshold adapts (BENCHMARKS.md).
@@ -132,9 +109,6 @@ def main() -> int:
                         f"{name:<16} {gen:<16} {med['req/s']:>9.0f} {med['p50']:>8.0f} {med['p99']:>8.0f} "
                         f"{med['errors']:>7.0f}"
                     )
-            finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(10)
     return 0
 
 

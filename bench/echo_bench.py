@@ -1,65 +1,59 @@
 #!/usr/bin/env python3
-"""Closed-loop echo benchmark for the iomodels servers (loopback only).
+"""The standard cell, split finer than `iomodels compare` splits it, and profiled.
 
-For every requested model this script starts ``python -m iomodels serve
---model MODEL --protocol echo --port 0 --host 127.0.0.1``, pins the server
-(every thread, and any child) to one CPU and the load generator to another,
-opens ``--connections`` TCP connections, warms up (unmeasured), then measures
-for ``--duration`` seconds: each connection sends ``--msize`` bytes and waits
-for the whole echo before sending the next message (closed loop).
+`iomodels compare` measures every model on a grid of connection counts.  This
+script measures one cell (``--connections`` closed-loop connections echoing
+``--msize`` bytes, loopback only) on a few models, or variants of them, in
+``--repeats`` interleaved rounds, and adds what compare does not report:
+where the server's CPU goes (user vs kernel, context switches, softirq), how
+much of its CPU other tenants took, and, with ``--profile``, a profiler
+attached to the server for the measured window.
 
-Reported per model (medians over ``--repeats`` interleaved rounds, so drift on
-a noisy shared machine hits every model alike):
+Servers start through iomodels.harness (a session of their own, pinned to
+``--server-cpu`` from the fork on, stopped with their whole group); the load
+comes from iomodels.loadgen (``--workers`` processes pinned to
+``--client-cpu``, every reply checked, HDR latency).  Between phases every
+connection is drained, so the server is idle when a window opens and closes,
+and attaching or detaching a profiler costs no requests.
 
-  req/s          requests completed per second, all connections together
-  srv CPU%       server CPU time (the scheduler's exact runtime of every thread
-                 of the server's session, children included, as iomodels
-                 compare reads it) / wall time of the window
-  srv us/req     server CPU microseconds per request (the figure to compare)
-  usr, sys       srv us/req split into user mode (Python, libc, uvloop's C) and
-                 kernel mode (syscalls, TCP, softirq), as the kernel accounts it
-                 (tick-sampled at CONFIG_HZ, scaled to the exact runtime)
-  srv vcsw/req   voluntary context switches of the server per request: about
-                 how often it blocked (in epoll_wait, recv, ...) per request
-  p50/p99 us     request latency: send of the first byte to receipt of the
-                 last byte of its echo, every request of the window, sorted
-  sirq us/req    softirq time per request on the server's CPU (/proc/stat,
-                 tick-sampled): loopback TCP receive processing of what the
-                 server sends.  On kernels without CONFIG_IRQ_TIME_ACCOUNTING
-                 it is also inside srv us/req (charged to the interrupted task)
-  foreign%       busy time on the server's CPU that is not the server's (other
-                 tenants of a shared machine); rough, near 0 on a quiet machine
-  gen CPU%       the load generator's own CPU (sum over --workers); near 100%
-                 per generator CPU means the generator, not the server, is
-                 the limit (the server's us/req is still valid)
+Columns (per round, then medians over the rounds):
 
-The load generator is a single-threaded level-triggered epoll loop over
-non-blocking sockets (recv_into a preallocated buffer, one constant message),
-run in ``--workers`` processes (default 1, each with its own share of the
-connections), all pinned to ``--client-cpu``.  Between phases every
-connection is drained (no request in flight), so the server is idle when a
-window opens and closes and attach/detach of a profiler costs no requests.
+  req/s    requests completed per second, all connections together
+  CPU%     server CPU (the scheduler's exact runtime of every thread and
+           child of its session) / wall time of the window
+  us/req   server CPU microseconds per request: the figure to compare
+  usr sys  us/req split into user mode (Python, libc, uvloop's C) and kernel
+           mode (syscalls, TCP), as the kernel's tick samples split it
+  vcsw     voluntary context switches of the server (all its threads) per
+           request: about how often it blocked per request
+  sirq     softirq us per request on the server's CPU (/proc/stat, ticks):
+           loopback TCP receive work of what the server sends.  Without
+           CONFIG_IRQ_TIME_ACCOUNTING it is also inside us/req
+  frgn%    busy time on the server's CPU that is not the server's: other
+           tenants of a shared machine; near 0 on a quiet one
+  p50 p99  latency in us, send of a request to the last byte of its echo
+  gen%     the generator's CPU; near 100 per generator CPU means the
+           generator was the limit (us/req stays valid)
+  err      requests that failed (timeouts, resets, wrong echoes)
 
-Profiling (optional, ``--profile TOOL``): after the warm-up, the tool is
-attached to the server pid, the server stays idle ``--attach-delay`` seconds,
-one window is measured, the tool is stopped with SIGINT.  The numbers of that
-window are perturbed by the tool and flagged so; the tool's output is written
-to ``--profile-dir`` and summarised:
+Profilers (``--profile TOOL``): after the warm-up the tool attaches to the
+server pid, the server idles ``--attach-delay`` s, one window is measured
+(its figures are perturbed, and flagged so), the tool stops with SIGINT, its
+output goes to ``--profile-dir`` and is summarised:
 
-  pyspy       py-spy record (Python frames; a sample inside a C call such as
-              socket.send is charged to the Python line that made it)
-  pyspynative py-spy record --native (C frames too; in our runs its samples land
-              almost only in syscalls, so use perfrecord for user vs kernel)
+  pyspy       py-spy record (Python frames; time in a C call such as
+              socket.send goes to the Python line that made it)
+  pyspynative py-spy record --native (C frames too; its samples land almost
+              only in syscalls, so use perfrecord for user vs kernel)
   strace      strace -c -f (syscalls per request, by name; slows the server a lot)
-  perfsys     perf stat on the syscall tracepoints (syscalls per request, by name,
+  perfsys     perf stat on the syscall tracepoints (syscalls per request,
               counted in the kernel: little perturbation)
   perfstat    perf stat -e task-clock,context-switches,cpu-migrations,page-faults
   perfrecord  perf record -e cpu-clock -g (kernel vs libpython vs ... by DSO)
 
-Every server this script starts runs in its own process group and is stopped
-(SIGTERM, then SIGKILL of that group) in a ``finally``.  Each phase has a
-deadline, so a run takes about
-repeats * models * (startup + warmup + duration + 2 * drain) seconds.
+A model may be a variant, MODEL:ARG[:ARG...]: ARGs that start with '-' are
+added to its `iomodels serve` line, NAME=VALUE sets an environment variable of
+its server (io_uring:--uring-sends=plain).  Output fits 120 columns.
 
 Examples:
   .venv/bin/python bench/echo_bench.py                     # epoll,asyncio,uvloop x3
@@ -72,497 +66,88 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import collections
 import json
-import multiprocessing as mp
 import os
-import platform
 import re
-import select
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))
-from iomodels.report.compare import session_cpu_s  # noqa: E402 (the path above)
+sys.path.insert(0, str(REPO / "src"))  # measure this tree, installed or not
+from iomodels import models  # noqa: E402 (the path above)
+from iomodels.harness import ArgParser, ServerProcess, ServerStartError, machine, session_group  # noqa: E402
+from iomodels.harness.machine import summary  # noqa: E402
+from iomodels.harness.process import serve_command  # noqa: E402
+from iomodels.loadgen import LoadConfig, LoadGenerator  # noqa: E402
 
-try:
-    import psutil
-except ImportError:  # pragma: no cover - documented dependency
-    sys.exit("echo_bench.py needs psutil (pip install psutil)")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import profilers  # noqa: E402 (bench/profilers.py)
 
 HOST = "127.0.0.1"  # loopback only, on purpose
-PROFILE_TOOLS = ("pyspy", "pyspynative", "strace", "perfsys", "perfstat", "perfrecord")
-SYSCALLS = (
-    "recvfrom",
-    "sendto",
-    "epoll_wait",
-    "epoll_pwait",
-    "epoll_ctl",
-    "read",
-    "write",
-    "readv",
-    "writev",
-    "recvmsg",
-    "sendmsg",
-    "accept4",
-    "getpid",
-    "futex",
-)
+WIDTH = 120  # columns of everything printed
+DRAIN_S = 2.0  # after a phase: every request in flight answered
+TIMEOUT_S = 5.0  # a reply later than this is an error, not a slow request
+
+
+@dataclass
+class Variant:
+    """One column of the comparison: a model with its extra serve flags and environment."""
+
+    name: str  # as given: "io_uring:--uring-sends=plain"
+    model: str
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        model, *parts = text.split(":")
+        env = dict(p.split("=", 1) for p in parts if "=" in p and not p.startswith("-"))
+        args = [p for p in parts if p.startswith("-") or "=" not in p]
+        return cls(text, model, args, env)
 
 
 # --------------------------------------------------------------------------
-# load generator (runs in worker processes)
+# what the server used, finer than compare's total
 
 
-class _Gen:
-    """One worker's connections and its closed-loop epoll driver."""
+@dataclass
+class Counters:
+    cpu_s: float  # exact: schedstat runtime over the session (harness)
+    user_ticks: int  # utime (+ cutime) over the session, ticks
+    all_ticks: int  # utime + stime (+ cutime + cstime), ticks
+    vcsw: int  # voluntary context switches of every thread of the session
 
-    def __init__(self, port: int, nconn: int, msize: int) -> None:
-        self.msize = msize
-        self.msg = (b"0123456789abcdef" * (msize // 16 + 1))[:msize]
-        self.socks: list[socket.socket] = []
-        for _ in range(nconn):
-            s = socket.create_connection((HOST, port), timeout=10)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            s.setblocking(False)
-            self.socks.append(s)
-        self.ep = select.epoll()
-        self.index = {}
-        for i, s in enumerate(self.socks):
-            self.ep.register(s.fileno(), select.EPOLLIN)
-            self.index[s.fileno()] = i
-        self.buf = bytearray(max(65536, msize))
-
-    def _send(self, i: int) -> None:
-        s = self.socks[i]
-        sent = s.send(self.msg)
-        if sent != self.msize:  # never seen with <= 1 socket buffer in flight
-            s.setblocking(True)
-            s.sendall(memoryview(self.msg)[sent:])
-            s.setblocking(False)
-
-    def phase(self, duration: float, record: bool) -> dict:
-        """Run load for ``duration`` s, then drain; return counts and latencies (ns)."""
-        n = len(self.socks)
-        msize = self.msize
-        got = [0] * n
-        t_sent = [0] * n
-        recv_into = [s.recv_into for s in self.socks]
-        index = self.index
-        buf = self.buf
-        poll = self.ep.poll
-        clock = time.perf_counter_ns
-        send = self._send
-        lat: list[int] = []
-        append = lat.append
-        count = 0
-        r0 = os.times()
-        w0 = clock()
-        deadline = w0 + int(duration * 1e9)
-        hard = deadline + int(10e9)  # a stuck server fails the phase, never hangs
-        for i in range(n):
-            t_sent[i] = clock()
-            send(i)
-        inflight = n
-        stopping = False
-        while inflight:
-            events = poll(1.0)
-            if not events and clock() > hard:
-                raise RuntimeError(f"server stuck: {inflight} requests unanswered")
-            for fd, _ev in events:
-                i = index[fd]
-                k = recv_into[i](buf)
-                if not k:
-                    raise RuntimeError("server closed a connection")
-                g = got[i] + k
-                if g < msize:
-                    got[i] = g
-                    continue
-                if g > msize:
-                    raise RuntimeError("echo longer than the request")
-                got[i] = 0
-                now = clock()
-                count += 1
-                if record:
-                    append(now - t_sent[i])
-                if stopping:
-                    inflight -= 1
-                    continue
-                t_sent[i] = now
-                send(i)
-            if not stopping and clock() >= deadline:
-                stopping = True
-        w1 = clock()
-        r1 = os.times()
-        return {
-            "requests": count,
-            "wall_s": (w1 - w0) / 1e9,
-            "cpu_s": (r1.user - r0.user) + (r1.system - r0.system),
-            "lat_ns": lat,
-        }
-
-    def close(self) -> None:
-        self.ep.close()
-        for s in self.socks:
-            s.close()
+    @classmethod
+    def read(cls, server: ServerProcess) -> Counters:
+        user = total = vcsw = 0
+        for pid, fields in session_group(server.pgid):
+            utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+            user += utime + cutime
+            total += utime + stime + cutime + cstime
+            vcsw += _voluntary_switches(pid)
+        return cls(server.cpu_seconds(), user, total, vcsw)
 
 
-def _worker(conn, port: int, nconn: int, msize: int, cpu: int | None) -> None:
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    gen = None
-    try:
-        gen = _Gen(port, nconn, msize)
-        conn.send(("ok", None))
-        while True:
-            cmd = conn.recv()
-            if cmd[0] == "phase":
-                conn.send(("ok", gen.phase(cmd[1], cmd[2])))
-            else:
-                break
-    except Exception as exc:  # report, never hang the parent
-        conn.send(("error", repr(exc)))
-    finally:
-        if gen is not None:
-            gen.close()
-
-
-class LoadGenerator:
-    def __init__(self, port: int, connections: int, workers: int, msize: int, cpu: int | None):
-        ctx = mp.get_context("fork")
-        self.procs = []
-        self.pipes = []
-        per = [connections // workers + (1 if w < connections % workers else 0) for w in range(workers)]
-        for w in range(workers):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker, args=(child, port, per[w], msize, cpu), daemon=True)
-            p.start()
-            self.procs.append(p)
-            self.pipes.append(parent)
-        for pipe in self.pipes:
-            self._reply(pipe, 30)
-
-    @staticmethod
-    def _reply(pipe, timeout: float):
-        if not pipe.poll(timeout):
-            raise RuntimeError("load generator did not answer in time")
-        status, value = pipe.recv()
-        if status != "ok":
-            raise RuntimeError(f"load generator failed: {value}")
-        return value
-
-    def phase(self, duration: float, record: bool) -> dict:
-        for pipe in self.pipes:
-            pipe.send(("phase", duration, record))
-        parts = [self._reply(pipe, duration + 30) for pipe in self.pipes]
-        lat = []
-        for p in parts:
-            lat.extend(p["lat_ns"])
-        return {
-            "requests": sum(p["requests"] for p in parts),
-            "req_per_s": sum(p["requests"] / p["wall_s"] for p in parts),
-            "wall_s": max(p["wall_s"] for p in parts),
-            "gen_cpu_pct": sum(100.0 * p["cpu_s"] / p["wall_s"] for p in parts),
-            "lat_ns": lat,
-        }
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            try:
-                pipe.send(("stop",))
-            except OSError:
-                pass
-        for p in self.procs:
-            p.join(5)
-            if p.is_alive():
-                p.kill()
-                p.join(5)
-
-
-# --------------------------------------------------------------------------
-# the server under test
-
-
-class ServerProc:
-    def __init__(self, python: str, model: str, extra: list[str], log_path: Path) -> None:
-        self.model = model
-        # A variant: MODEL:ARG[:ARG...] adds serve arguments for this column only.
-        model, *variant = model.split(":")
-        env_extra = dict(v.split("=", 1) for v in variant if "=" in v and not v.startswith("-"))
-        extra = [*(v for v in variant if v.startswith("-") or "=" not in v), *extra]
-        self.log_path = log_path
-        self.log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
-        cmd = [
-            python,
-            "-m",
-            "iomodels",
-            "serve",
-            "--model",
-            model,
-            "--protocol",
-            "echo",
-            "--host",
-            HOST,
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-            *extra,
-        ]
-        env = dict(os.environ, **env_extra)
-        src = str(REPO / "src")
-        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self.log, env=env, start_new_session=True
-        )
-        self.pid = self.proc.pid
-        self.port = self._ready(10.0)
-        self.ps = psutil.Process(self.pid)
-
-    def _ready(self, timeout: float) -> int:
-        line = b""
-        end = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while not line.endswith(b"\n"):
-            left = end - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                raise RuntimeError(f"{self.model}: no ready line; see {self.log_path}")
-            r, _, _ = select.select([fd], [], [], left)
-            if r:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    raise RuntimeError(f"{self.model}: server exited; see {self.log_path}")
-                line += chunk
-        m = re.match(rb"listening on (\S+):(\d+) ", line)
-        if not m:
-            raise RuntimeError(f"{self.model}: unexpected ready line {line!r}")
-        return int(m.group(2))
-
-    def procs(self) -> list[psutil.Process]:
-        try:
-            return [self.ps, *self.ps.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def pin(self, cpu: int | None) -> None:
-        if cpu is None:
-            return
-        for p in self.procs():
-            try:
-                for t in p.threads():  # sched_setaffinity(pid) pins one thread only
-                    os.sched_setaffinity(t.id, {cpu})
-            except (psutil.NoSuchProcess, ProcessLookupError):
-                pass
-
-    def counters(self) -> tuple[float, int, float, float]:
-        """(exact CPU s, voluntary context switches, user and total CPU s in
-        ticks) of the server and its children.  The exact figure is the
-        scheduler's runtime of the whole session (iomodels compare's
-        session_cpu_s); utime/stime only give the user/system split."""
-        ticks = 0.0
-        user = 0.0
-        vcsw = 0
-        for p in self.procs():
-            try:
-                t = p.cpu_times()
-                ticks += t.user + t.system + t.children_user + t.children_system
-                user += t.user + t.children_user
-                vcsw += p.num_ctx_switches().voluntary
-            except psutil.NoSuchProcess:
-                pass
-        return session_cpu_s(self.pid), vcsw, user, ticks
-
-    def stop(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(8)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(self.pid, signal.SIGKILL)  # the group we created: children too
-            except ProcessLookupError:
-                pass
-            if self.proc.poll() is None:
-                self.proc.wait(5)
-        finally:
-            if self.proc.stdout:
-                self.proc.stdout.close()
-            self.log.close()
-
-
-# --------------------------------------------------------------------------
-# profilers
-
-
-def profile_cmd(tool: str, pid: int, out: Path, rate: int) -> list[str]:
-    if tool in ("pyspy", "pyspynative"):
-        exe = Path(sys.executable).with_name("py-spy")
-        native = ["--native"] if tool == "pyspynative" else []
-        return [
-            str(exe) if exe.exists() else "py-spy",
-            "record",
-            *native,
-            "-r",
-            str(rate),
-            "-f",
-            "raw",
-            "-o",
-            str(out),
-            "-p",
-            str(pid),
-        ]
-    if tool == "strace":
-        return ["strace", "-c", "-f", "-o", str(out), "-p", str(pid)]
-    if tool == "perfsys":  # syscall tracepoints, counted in the kernel: cheap, unlike strace
-        events = ",".join(["raw_syscalls:sys_enter", *(f"syscalls:sys_enter_{n}" for n in SYSCALLS)])
-        return ["perf", "stat", "-x", ",", "-e", events, "-o", str(out), "-p", str(pid)]
-    if tool == "perfstat":
-        return [
-            "perf",
-            "stat",
-            "-e",
-            "task-clock,context-switches,cpu-migrations,page-faults",
-            "-o",
-            str(out),
-            "-p",
-            str(pid),
-        ]
-    if tool == "perfrecord":
-        return ["perf", "record", "-e", "cpu-clock", "-F", str(rate), "-g", "-o", str(out), "-p", str(pid)]
-    raise ValueError(tool)
-
-
-def summarize_pyspy(path: Path, top: int = 15) -> dict:
-    """Self and total sample shares per function from py-spy's collapsed stacks."""
-    self_n: collections.Counter = collections.Counter()
-    total_n: collections.Counter = collections.Counter()
+def _voluntary_switches(pid: int) -> int:
+    """Summed over the process's threads: /proc/PID/status counts the main thread only."""
     n = 0
-    for line in path.read_text().splitlines():
-        stack, _, cnt = line.rpartition(" ")
-        if not stack:
-            continue
-        c = int(cnt)
-        n += c
-        frames = [_short(f) for f in stack.split(";")]
-        self_n[frames[-1]] += c
-        for f in set(frames):
-            total_n[f] += c
-    pct = lambda k: round(100.0 * k / n, 1) if n else 0.0  # noqa: E731
-    return {
-        "samples": n,
-        "self": [(f, pct(c)) for f, c in self_n.most_common(top)],
-        "total": [(f, pct(c)) for f, c in total_n.most_common(top + 10)],
-    }
-
-
-def _short(frame: str) -> str:
-    # "func (path/to/file.py:123)" -> "func (file.py)"; native frames keep their name
-    m = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame)
-    if not m:
-        return frame
-    return f"{m.group(1)} ({os.path.basename(m.group(2))})"
-
-
-def summarize_strace(path: Path, requests: int) -> dict:
-    calls = {}
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        # % time, seconds, usecs/call, calls, [errors], syscall
-        if len(parts) >= 5 and re.match(r"^[\d.]+$", parts[0]) and parts[-1] != "total":
-            try:
-                calls[parts[-1]] = int(parts[3])
-            except ValueError:
-                pass
-    total = sum(calls.values())
-    return {
-        "requests": requests,
-        "syscalls": total,
-        "per_request": round(total / requests, 3) if requests else None,
-        "by_name": {k: round(v / requests, 3) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])}
-        if requests
-        else {},
-    }
-
-
-def summarize_perfsys(path: Path, requests: int) -> dict:
-    counts = {}
-    for line in path.read_text().splitlines():
-        parts = line.split(",")
-        if len(parts) >= 3 and parts[0].strip().isdigit():
-            name = parts[2].split(":")[-1].replace("sys_enter_", "")
-            counts["ALL" if name == "sys_enter" else name] = int(parts[0])
-    total = counts.pop("ALL", sum(counts.values()))
-    return {
-        "requests": requests,
-        "syscalls": total,
-        "per_request": round(total / requests, 3) if requests else None,
-        "by_name": {k: round(v / requests, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v}
-        if requests
-        else {},
-    }
-
-
-def summarize_perfrecord(path: Path) -> dict:
     try:
-        out = subprocess.run(
-            [
-                "perf",
-                "report",
-                "-i",
-                str(path),
-                "--no-children",
-                "--sort",
-                "dso",
-                "--stdio",
-                "-q",
-                "-g",
-                "none",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
-        sym = subprocess.run(
-            [
-                "perf",
-                "report",
-                "-i",
-                str(path),
-                "--no-children",
-                "--sort",
-                "dso,sym",
-                "--stdio",
-                "-q",
-                "-g",
-                "none",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"error": repr(exc)}
-    dso = [ln.strip() for ln in out.splitlines() if ln.strip()][:10]
-    syms = [ln.strip() for ln in sym.splitlines() if ln.strip()][:25]
-    return {"by_dso": dso, "top_symbols": syms}
-
-
-# --------------------------------------------------------------------------
-# one cell: one server, one warm-up, one measured window
-
-
-def percentile(sorted_vals: list[int], q: float) -> float:
-    if not sorted_vals:
-        return float("nan")
-    return sorted_vals[min(len(sorted_vals) - 1, round(q * (len(sorted_vals) - 1)))]
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        n += int(line.split()[1])
+                        break
+        except OSError:
+            continue  # the thread ended meanwhile
+    return n
 
 
 def cpu_ticks() -> dict[int, list[int]]:
@@ -576,201 +161,200 @@ def cpu_ticks() -> dict[int, list[int]]:
     return out
 
 
-def run_cell(args, model: str, round_no: int) -> dict:
+# --------------------------------------------------------------------------
+# one cell: one server, one warm-up, one measured window
+
+
+def start_server(args: argparse.Namespace, variant: Variant, round_no: int) -> ServerProcess:
     logdir = Path(args.profile_dir or "/tmp")
-    server = ServerProc(
-        args.python,
-        model,
-        args.server_arg or [],
-        logdir / f"echo_bench-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', model)}-{os.getpid()}.log",
+    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", variant.name)
+    command = serve_command(variant.model, "echo", HOST, 0, "warning", [*variant.args, *args.server_arg])
+    command[0] = args.python  # the interpreter under test
+    return ServerProcess(
+        variant.model,
+        command=command,
+        cpu=args.server_cpu,
+        env=variant.env,
+        log_path=logdir / f"echo_bench-{slug}-{os.getpid()}-{round_no}.log",
+    ).start()
+
+
+def run_cell(args: argparse.Namespace, variant: Variant, round_no: int) -> dict[str, Any]:
+    result: dict[str, Any] = {"model": variant.name, "round": round_no}
+    config = LoadConfig(
+        host=HOST,
+        port=0,
+        connections=args.connections,
+        msize=args.msize,
+        workers=args.workers,
+        timeout_s=TIMEOUT_S,
+        cpus=frozenset({args.client_cpu}) if args.client_cpu is not None else None,
+        prime=True,  # every connection answered once before any clock starts
     )
-    gen = None
-    tool = None
-    result: dict = {"model": model, "round": round_no}
-    try:
-        server.pin(args.server_cpu)
-        gen = LoadGenerator(server.port, args.connections, args.workers, args.msize, args.client_cpu)
-        server.pin(args.server_cpu)  # threads/children made per connection
-        if args.warmup > 0:
-            gen.phase(args.warmup, record=False)
-        server.pin(args.server_cpu)
-        out = None
-        if args.profile:
-            ext = {
-                "pyspy": "txt",
-                "pyspynative": "txt",
-                "strace": "txt",
-                "perfsys": "csv",
-                "perfstat": "txt",
-                "perfrecord": "data",
-            }
-            out = Path(args.profile_dir) / f"{args.profile}-{model}.{ext[args.profile]}"
-            tool = subprocess.Popen(
-                profile_cmd(args.profile, server.pid, out, args.rate),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            time.sleep(args.attach_delay)  # the server is idle: nothing is lost
-            if tool.poll() is not None:
-                raise RuntimeError(
-                    f"{args.profile} exited at once: {tool.stderr.read().decode(errors='replace')[-500:]}"
-                )
-        cpu0, cs0, usr0, ticks0 = server.counters()
-        st0 = cpu_ticks()
-        m = gen.phase(args.duration, record=True)
-        st1 = cpu_ticks()
-        cpu1, cs1, usr1, ticks1 = server.counters()
-        if tool is not None:
-            tool.send_signal(signal.SIGINT)
+    with start_server(args, variant, round_no) as server:
+        config.port = server.port
+        with LoadGenerator(config) as gen:
+            gen.setup(timeout_s=30.0)
+            if args.warmup > 0:
+                gen.run(args.warmup, record=False, drain_s=DRAIN_S)
+            tool = profilers.attach(args, variant.name, server.pid) if args.profile else None
             try:
-                _, err = tool.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                tool.kill()
-                _, err = tool.communicate()
-            result["profile_stderr_tail"] = err.decode(errors="replace")[-400:]
-            tool = None
-        lat = sorted(m.pop("lat_ns"))
-        req = m["requests"]
-        # user time: the tick-sampled share of user mode, applied to the exact runtime
-        user_share = (usr1 - usr0) / (ticks1 - ticks0) if ticks1 > ticks0 else 0.0
-        usr_s = user_share * (cpu1 - cpu0)
-        hz = os.sysconf("SC_CLK_TCK")
-        delta = {c: [b - a for a, b in zip(st0[c], st1[c], strict=False)] for c in st1 if c in st0}
-        if args.server_cpu is not None and args.server_cpu in delta:
-            d = delta[args.server_cpu]
-            busy = (sum(d) - d[3] - d[4]) / hz  # everything but idle and iowait
-            # softirq (tick-sampled): on loopback the TCP receive side of the server's
-            # own sends runs on its CPU in softirq context.  Without
-            # CONFIG_IRQ_TIME_ACCOUNTING (the case here) Linux also charges that time
-            # to the process it interrupted, so it is *part of* srv us/req.
-            result["srv_cpu_softirq_us_per_req"] = round(1e6 * (d[6] / hz) / req, 2) if req else None
-            # busy time on the server's CPU that is not the server's: other tenants
-            # of this shared machine (noise; rough, the two clocks differ by ~5%)
-            result["srv_cpu_foreign_pct"] = round(100.0 * (busy - (cpu1 - cpu0)) / m["wall_s"], 1)
-        result.update(
-            requests=req,
-            req_per_s=round(m["req_per_s"], 1),
-            window_s=round(m["wall_s"], 3),
-            srv_cpu_pct=round(100.0 * (cpu1 - cpu0) / m["wall_s"], 1),
-            srv_us_per_req=round(1e6 * (cpu1 - cpu0) / req, 2) if req else None,
-            srv_user_us_per_req=round(1e6 * usr_s / req, 2) if req else None,
-            srv_sys_us_per_req=round(1e6 * ((cpu1 - cpu0) - usr_s) / req, 2) if req else None,
-            srv_vcsw_per_req=round((cs1 - cs0) / req, 3) if req else None,
-            p50_us=round(percentile(lat, 0.50) / 1e3, 1),
-            p99_us=round(percentile(lat, 0.99) / 1e3, 1),
-            gen_cpu_pct=round(m["gen_cpu_pct"], 1),
-            perturbed_by=args.profile,
-        )
-        if args.profile and out is not None and out.exists():
-            result["profile_file"] = str(out)
-            if args.profile in ("pyspy", "pyspynative"):
-                result["profile"] = summarize_pyspy(out)
-            elif args.profile == "strace":
-                result["profile"] = summarize_strace(out, req)
-            elif args.profile == "perfsys":
-                result["profile"] = summarize_perfsys(out, req)
-            elif args.profile == "perfstat":
-                result["profile"] = out.read_text()
-            elif args.profile == "perfrecord":
-                result["profile"] = summarize_perfrecord(out)
-    finally:
-        if tool is not None and tool.poll() is None:
-            tool.kill()
-            tool.wait()
-        if gen is not None:
-            gen.close()
-        server.stop()
+                before, st0 = Counters.read(server), cpu_ticks()
+                window = gen.run(args.duration, record=True, drain_s=DRAIN_S)
+                after, st1 = Counters.read(server), cpu_ticks()
+            except BaseException:
+                if tool is not None:
+                    tool.kill()
+                raise
+            if tool is not None:
+                result["profile"] = tool.detach(window["requests"])
+        result.update(figures(args, window, before, after, st0, st1))
     return result
+
+
+def figures(
+    args: argparse.Namespace,
+    window: dict[str, Any],
+    before: Counters,
+    after: Counters,
+    st0: dict[int, list[int]],
+    st1: dict[int, list[int]],
+) -> dict[str, Any]:
+    req = window["requests"]
+    wall = window["window_s"] or window["wall_s"]
+    cpu = after.cpu_s - before.cpu_s
+    ticks = after.all_ticks - before.all_ticks
+    # user time: the tick-sampled share of user mode, applied to the exact runtime
+    usr = cpu * (after.user_ticks - before.user_ticks) / ticks if ticks > 0 else 0.0
+
+    def per_req(seconds: float) -> float | None:
+        return round(1e6 * seconds / req, 2) if req else None
+
+    out: dict[str, Any] = {
+        "requests": req,
+        "req_per_s": window["req_per_s"],
+        "window_s": round(wall, 3),
+        "srv_cpu_pct": round(100.0 * cpu / wall, 1) if wall else None,
+        "srv_us_per_req": per_req(cpu),
+        "srv_user_us_per_req": per_req(usr),
+        "srv_sys_us_per_req": per_req(cpu - usr),
+        "srv_vcsw_per_req": round((after.vcsw - before.vcsw) / req, 3) if req else None,
+        "p50_us": window["latency"]["p50_us"],
+        "p99_us": window["latency"]["p99_us"],
+        "gen_cpu_pct": window["gen_cpu_pct"],
+        "errors_total": window["errors_total"],
+        "errors": {k: n for k, n in window["errors"].items() if n},
+        "perturbed_by": args.profile,
+    }
+    cpu_no = args.server_cpu
+    if cpu_no is not None and cpu_no in st0 and cpu_no in st1:
+        hz = os.sysconf("SC_CLK_TCK")
+        d = [b - a for a, b in zip(st0[cpu_no], st1[cpu_no], strict=True)]
+        busy = (sum(d) - d[3] - d[4]) / hz  # everything but idle and iowait
+        out["srv_cpu_softirq_us_per_req"] = per_req(d[6] / hz)
+        # rough: the two clocks (ticks, schedstat) differ by a few %
+        out["srv_cpu_foreign_pct"] = round(100.0 * (busy - cpu) / wall, 1) if wall else None
+    return out
+
+
+# --------------------------------------------------------------------------
+# 120 columns
+
+
+COLS = [  # header, key, format, width
+    ("req/s", "req_per_s", "{:.0f}", 7),
+    ("CPU%", "srv_cpu_pct", "{:.0f}", 4),
+    ("us/req", "srv_us_per_req", "{:.2f}", 6),
+    ("usr", "srv_user_us_per_req", "{:.2f}", 5),
+    ("sys", "srv_sys_us_per_req", "{:.2f}", 5),
+    ("vcsw", "srv_vcsw_per_req", "{:.3f}", 5),
+    ("sirq", "srv_cpu_softirq_us_per_req", "{:.2f}", 5),
+    ("frgn%", "srv_cpu_foreign_pct", "{:.0f}", 5),
+    ("p50", "p50_us", "{:.0f}", 6),
+    ("p99", "p99_us", "{:.0f}", 6),
+    ("gen%", "gen_cpu_pct", "{:.0f}", 4),
+    ("err", "errors_total", "{:.0f}", 4),
+]
+NAME_WIDTH = 28  # model or variant; longer names are cut (the JSON has them whole)
+
+
+def fit(text: str) -> str:
+    """One line of at most WIDTH columns."""
+    line = text.split("\n", 1)[0]
+    return line if len(line) <= WIDTH else line[: WIDTH - 1] + "…"
+
+
+def short_error(exc: Exception) -> str:
+    """What went wrong, in the words that say why: a server that did not start
+    is its last log line (the JSON keeps the whole message)."""
+    if isinstance(exc, ServerStartError):
+        return f"{exc.what}: {exc.log_tail[-1] if exc.log_tail else 'no log'}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _name(name: str) -> str:
+    return name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"
+
+
+def row(first: str, values: dict[str, Any], extra: list[tuple[str, int]] = ()) -> str:
+    cells = [f"{_name(first):<{NAME_WIDTH}}"]
+    cells += [f"{_cell(values.get(key), fmt):>{w}}" for _, key, fmt, w in COLS]
+    cells += [f"{text:>{w}}" for text, w in extra]
+    return " ".join(cells)
+
+
+def header(extra: list[tuple[str, int]] = ()) -> str:
+    cells = [f"{'model':<{NAME_WIDTH}}", *(f"{h:>{w}}" for h, _, _, w in COLS)]
+    return " ".join(cells + [f"{h:>{w}}" for h, w in extra])
+
+
+def medians(names: list[str], cells: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    med: dict[str, dict[str, Any]] = {}
+    for name in names:
+        mine = [c for c in cells if c["model"] == name and "error" not in c]
+        if not mine:
+            continue
+        med[name] = {"rounds": len(mine)}
+        for _, key, _, _ in COLS:
+            values = [c[key] for c in mine if c.get(key) is not None]
+            med[name][key] = statistics.median(values) if values else None
+    return med
+
+
+def median_table(med: dict[str, dict[str, Any]]) -> str:
+    base = med.get("epoll", {}).get("srv_us_per_req")
+    extra_head = [("xepoll", 6), ("n", 2)]
+    lines = [header(extra_head)]
+    for name, v in med.items():
+        rel = f"{v['srv_us_per_req'] / base:.2f}" if base and v.get("srv_us_per_req") else "-"
+        lines.append(row(name, v, [(rel, 6), (str(v["rounds"]), 2)]))
+    return "\n".join(lines)
+
+
+def print_profile(profile: Any) -> None:
+    for line in profilers.describe(profile):
+        print(fit("  " + line))
 
 
 # --------------------------------------------------------------------------
 
 
-COLS = [
-    ("req/s", "req_per_s", "{:.0f}"),
-    ("srv CPU%", "srv_cpu_pct", "{:.0f}"),
-    ("srv us/req", "srv_us_per_req", "{:.2f}"),
-    ("usr", "srv_user_us_per_req", "{:.2f}"),
-    ("sys", "srv_sys_us_per_req", "{:.2f}"),
-    ("srv vcsw/req", "srv_vcsw_per_req", "{:.3f}"),
-    ("sirq us/req", "srv_cpu_softirq_us_per_req", "{:.2f}"),
-    ("foreign%", "srv_cpu_foreign_pct", "{:.0f}"),
-    ("p50 us", "p50_us", "{:.0f}"),
-    ("p99 us", "p99_us", "{:.0f}"),
-    ("gen CPU%", "gen_cpu_pct", "{:.0f}"),
-]
-
-
-def median_table(models: list[str], cells: list[dict]) -> tuple[str, dict]:
-    med = {}
-    for model in models:
-        mine = [c for c in cells if c["model"] == model and "error" not in c]
-        if not mine:
-            continue
-        med[model] = {key: statistics.median(c.get(key, float("nan")) for c in mine) for _, key, _ in COLS}
-        med[model]["rounds"] = len(mine)
-    base = med.get("epoll", {}).get("srv_us_per_req")
-    head = ["model", *[c[0] for c in COLS], "us/req vs epoll", "rounds"]
-    rows = []
-    for model, v in med.items():
-        rel = f"{v['srv_us_per_req'] / base:.2f}x" if base else "-"
-        rows.append([model, *[fmt.format(v[key]) for _, key, fmt in COLS], rel, str(v["rounds"])])
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-
-    def fmt_row(cells: list[str]) -> str:
-        pairs = enumerate(zip(cells, widths, strict=True))
-        return "  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in pairs)
-
-    lines = [fmt_row(head)] + [fmt_row(r) for r in rows]
-    return "\n".join(lines), med
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import hashlib
-
-    digest = hashlib.sha256()
-    for f in sorted((REPO / "src" / "iomodels").rglob("*.py")):  # the code actually measured
-        digest.update(f.read_bytes())
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        head = ""
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "loadavg": os.getloadavg(),
-        "git_head": head,
-        "src_sha256": digest.hexdigest()[:12],
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
+def build_parser() -> ArgParser:
+    doc = __doc__ or ""
+    ap = ArgParser(
+        prog="bench/echo_bench.py",
+        description=doc.split("\n\n")[0],
+        epilog=doc.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument(
         "--models",
         default="epoll,asyncio,uvloop",
-        help="comma-separated models (default epoll,asyncio,uvloop); MODEL:ARG[:ARG...] is a "
-        "variant with extra 'iomodels serve' arguments, e.g. io_uring:--uring-sends=plain; an ARG "
-        "NAME=VALUE (no leading '-') sets an environment variable of that server",
+        help="comma-separated models or variants MODEL:ARG[:ARG...] (default epoll,asyncio,uvloop)",
     )
     ap.add_argument("--duration", type=float, default=5.0, help="measured seconds per cell (default 5)")
     ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds of load first (default 1)")
@@ -778,28 +362,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--msize", type=int, default=1024, help="bytes per request (default 1024)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds of every model (default 3)")
     ap.add_argument("--workers", type=int, default=1, help="load generator processes (default 1)")
+    ap.add_argument("--server-cpu", type=int, default=0, help="CPU of the server; -1: no pinning (default 0)")
     ap.add_argument(
-        "--server-cpu", type=int, default=0, help="CPU for the server; -1: no pinning (default 0)"
+        "--client-cpu", type=int, default=1, help="CPU of the generator; -1: no pinning (default 1)"
     )
+    ap.add_argument("--python", default=sys.executable, help="interpreter of the server (default: this one)")
     ap.add_argument(
-        "--client-cpu", type=int, default=1, help="CPU for the generator; -1: no pinning (default 1)"
+        "--server-arg", action="append", default=[], help="extra 'iomodels serve' argument (repeatable)"
     )
-    ap.add_argument(
-        "--python", default=sys.executable, help="interpreter that runs the server (default: this one)"
-    )
-    ap.add_argument("--server-arg", action="append", help="extra argument for 'iomodels serve' (repeatable)")
     ap.add_argument("--json", metavar="FILE", help="write the machine, every cell and the medians as JSON")
-    ap.add_argument("--profile", choices=PROFILE_TOOLS, help="attach this tool to the server for the window")
-    ap.add_argument("--profile-dir", default=None, help="where profiles (and server logs) go (default /tmp)")
     ap.add_argument(
-        "--attach-delay", type=float, default=1.5, help="idle seconds after attaching (default 1.5)"
+        "--profile", choices=profilers.TOOLS, help="attach this tool to the server for the window"
     )
-    ap.add_argument("--rate", type=int, default=250, help="py-spy / perf sampling rate in Hz (default 250)")
-    args = ap.parse_args(argv)
+    ap.add_argument("--profile-dir", default=None, help="profiles and server logs (default /tmp)")
+    ap.add_argument("--attach-delay", type=float, default=1.5, help="idle s after attaching (default 1.5)")
+    ap.add_argument("--rate", type=int, default=250, help="py-spy / perf sampling rate, Hz (default 250)")
+    return ap
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    variants = [Variant.parse(m.strip()) for m in args.models.split(",") if m.strip()]
     if args.connections < args.workers or args.workers < 1 or args.duration <= 0 or args.msize < 1:
         ap.error("need workers >= 1, connections >= workers, duration > 0, msize >= 1")
+    if not variants:
+        ap.error("no model given")
+    unknown = [v.model for v in variants if v.model not in models.names()]
+    if unknown:
+        ap.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models.names())}")
     args.server_cpu = None if args.server_cpu < 0 else args.server_cpu
     args.client_cpu = None if args.client_cpu < 0 else args.client_cpu
     if args.profile:
@@ -810,63 +401,52 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {args.client_cpu})  # this orchestrating process too
 
     info = machine()
-    print(
-        f"# {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}, Python {info['python']}, "
-        f"loadavg {info['loadavg'][0]:.2f}, git {info['git_head']} src sha256 {info['src_sha256']}",
-        flush=True,
+    settings = (
+        f"connections={args.connections} msize={args.msize} duration={args.duration}s "
+        f"warmup={args.warmup}s repeats={args.repeats} workers={args.workers} "
+        f"server-cpu={args.server_cpu} client-cpu={args.client_cpu}"
     )
-    print(
-        f"# models={','.join(models)} connections={args.connections} msize={args.msize} "
-        f"duration={args.duration}s warmup={args.warmup}s repeats={args.repeats} "
-        f"workers={args.workers} server-cpu={args.server_cpu} client-cpu={args.client_cpu}"
-        + (f" profile={args.profile}" if args.profile else ""),
-        flush=True,
-    )
-    cells = []
+    for line in (
+        summary(info),
+        f"git {info['git_head']}, src sha256 {info['src_sha256']}, load {info['loadavg_at_start'][0]}",
+        settings + (f" profile={args.profile}" if args.profile else ""),
+    ):
+        print(fit(f"# {line}"))
+    runnable = []
+    for v in variants:  # an unavailable model is one line, once
+        ok, reason = models.available(v.model)
+        if ok:
+            runnable.append(v)
+        else:
+            print(fit(f"{_name(v.name):<{NAME_WIDTH}} unavailable: {reason}"))
+    cells: list[dict[str, Any]] = []
+    if runnable:
+        print(header([("rnd", 3)]), flush=True)
     for r in range(args.repeats):
-        order = models[r % len(models) :] + models[: r % len(models)]  # rotate: no fixed slot
-        for model in order:
+        k = r % len(runnable) if runnable else 0
+        for variant in runnable[k:] + runnable[:k]:  # rotate: no model always goes first
             try:
-                cell = run_cell(args, model, r)
+                cell = run_cell(args, variant, r)
             except Exception as exc:  # one broken model must not stop the others
-                cell = {"model": model, "round": r, "error": repr(exc)}
-                print(f"round {r} {model}: ERROR {exc!r}", flush=True)
+                cell = {"model": variant.name, "round": r, "error": f"{type(exc).__name__}: {exc}"}
+                print(fit(f"{_name(variant.name):<{NAME_WIDTH}} round {r}: {short_error(exc)}"), flush=True)
             else:
-                print(
-                    f"round {r} {model:10s} "
-                    + "  ".join(f"{name}={fmt.format(cell[key])}" for name, key, fmt in COLS),
-                    flush=True,
-                )
-                prof = cell.get("profile")
-                if isinstance(prof, dict) and "self" in prof:
-                    print(f"  py-spy {prof['samples']} samples; self %:")
-                    for f, p in prof["self"]:
-                        print(f"    {p:5.1f}  {f}")
-                    print("  total (inclusive) %:")
-                    for f, p in prof["total"]:
-                        print(f"    {p:5.1f}  {f}")
-                elif isinstance(prof, dict) and "per_request" in prof:
-                    print(
-                        f"  {args.profile}: {prof['syscalls']} syscalls / {prof['requests']} requests "
-                        f"= {prof['per_request']} per request: {prof['by_name']}"
-                    )
-                elif isinstance(prof, dict) and "by_dso" in prof:
-                    print("  perf record, self % by DSO:\n    " + "\n    ".join(prof["by_dso"]))
-                    print("  top symbols:\n    " + "\n    ".join(prof["top_symbols"]))
-                elif isinstance(prof, str):
-                    print("  " + "\n  ".join(ln for ln in prof.splitlines() if ln.strip()))
-                sys.stdout.flush()
+                print(row(variant.name, cell, [(str(r), 3)]), flush=True)
+                if "profile" in cell:
+                    print_profile(cell["profile"])
             cells.append(cell)
-    table, med = median_table(models, cells)
-    print(
-        f"\nmedians over {args.repeats} round(s)" + (" (PERTURBED by the profiler)" if args.profile else "")
-    )
-    print(table)
+    med = medians([v.name for v in runnable], cells)
+    if med:
+        print(
+            f"\nmedians over {args.repeats} round(s)"
+            + (" (PERTURBED by the profiler)" if args.profile else "")
+        )
+        print(median_table(med))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "args": vars(args), "cells": cells, "medians": med}, f, indent=1)
-        print(f"wrote {args.json}")
-    return 0 if all("error" not in c for c in cells) else 1
+        print(fit(f"wrote {args.json}"))
+    return 0 if cells and all("error" not in c for c in cells) else 1
 
 
 if __name__ == "__main__":

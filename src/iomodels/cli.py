@@ -12,16 +12,9 @@ import sys
 
 from iomodels import __version__, models
 from iomodels.core.errors import IOModelsError
+from iomodels.harness.cli import EXIT_USAGE, ArgParser
+from iomodels.harness.cli import at_least as _at_least
 from iomodels.protocols import names as protocol_names
-
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with the one-line error the contract asks for (not usage + error)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _port(text: str) -> int:
@@ -29,17 +22,6 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535, not {value}")
     return value
-
-
-def _at_least(minimum: float, kind: type = int):
-    def parse(text: str):
-        value = kind(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, not {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def _protocol(text: str) -> str:
@@ -51,12 +33,12 @@ def _protocol(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgParser(
         prog="iomodels",
         description="The IO models of Unix network programming as real Python servers.",
     )
     parser.add_argument("--version", action="version", version=f"iomodels {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
 
     serve = sub.add_parser(
         "serve",
@@ -233,7 +215,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 # argparse.REMAINDER would refuse): the rest of the line is handed over as is.
 _DELEGATED = {
     "bench": "iomodels.loadgen",
-    "compare": "iomodels.report",
+    "compare": "iomodels.compare",
     "claims": "iomodels.claims",
 }
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 
-import psutil
 import pytest
 
 from iomodels.claims import main
 from iomodels.claims.base import VERDICTS
+from iomodels.harness import live_descendants
 
 
 @pytest.mark.timeout(90)
 def test_quick_run_of_claims_1_and_7(tmp_path, capsys):
-    me = psutil.Process()
-    before = {p.pid for p in me.children(recursive=True)}
+    before = set(live_descendants())
     out = tmp_path / "report"
     assert main(["--quick", "--only", "1,7", "--out", str(out)]) == 0
     doc = json.loads((out / "claims.json").read_text(encoding="utf-8"))
@@ -30,9 +28,7 @@ def test_quick_run_of_claims_1_and_7(tmp_path, capsys):
     assert (out / "claims.html").stat().st_size > 0
     assert "claims on" in capsys.readouterr().out
     # every server stopped
-    left = {p.pid for p in me.children(recursive=True)} - before
-    assert not left, left
-    assert os.getpid() == me.pid
+    assert set(live_descendants()) - before == set()
 
 
 @pytest.mark.timeout(20)
@@ -40,5 +36,9 @@ def test_list_and_unknown(capsys):
     assert main(["--list"]) == 0
     listed = capsys.readouterr().out
     assert "select is limited" in listed
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         main(["--only", "99"])
+    assert info.value.code == 2  # a usage error, one line
+    err = capsys.readouterr().err
+    assert err.startswith("iomodels claims: error: unknown claim 99; choose from 1, 2,")
+    assert err.count("\n") == 1

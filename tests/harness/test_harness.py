@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -19,8 +20,11 @@ from iomodels.harness import (
     ArgParser,
     ServerProcess,
     ServerStartError,
+    live_descendants,
     machine,
     parse_ready_line,
+    session_cpu_s,
+    session_group,
 )
 
 FAKE = str(Path(__file__).with_name("fake_server.py"))
@@ -176,6 +180,31 @@ def test_cpu_seconds_grows_with_load():
     assert after - before < 20
 
 
+def test_session_cpu_counts_children_exactly():
+    """session_cpu_s: the scheduler's runtime of every task of a session,
+    a forked child's included (compare and claims rely on it)."""
+    code = (
+        "import os, sys, time\n"
+        "def burn(s):\n"
+        "    end = time.process_time() + s\n"
+        "    while time.process_time() < end: pass\n"
+        "pid = os.fork()\n"
+        "burn(0.3)\n"
+        "sys.stdout.write('done\\n'); sys.stdout.flush()\n"
+        "time.sleep(5)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == b"done\n"
+        assert proc.stdout.readline() == b"done\n"  # parent and child each burned 0.3 s
+        time.sleep(0.05)
+        assert len(session_group(proc.pid)) == 2
+        assert 0.55 < session_cpu_s(proc.pid) < 2.0
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
 # ----------------------------------------------------------------------
 # start errors
 
@@ -187,6 +216,8 @@ def test_exit_before_ready_names_the_server_and_quotes_its_log(tmp_path):
         server.start()
     message = str(info.value)
     assert "exited with status 3" in message
+    assert info.value.what == "exited with status 3 before its ready line"
+    assert info.value.log_tail == ["fake: cannot start, on purpose"]
     assert "cannot start, on purpose" in message
     assert str(log) in message
     assert FAKE in message
@@ -245,3 +276,60 @@ def test_argparser_error_is_one_line_and_exit_2():
     assert done.returncode == EXIT_USAGE
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("x: error: argument --n")
     assert issubclass(ArgParser, __import__("argparse").ArgumentParser)
+
+
+def test_rlimits_and_preexec_reach_the_server():
+    def nice_me() -> None:  # runs in the child, before exec
+        os.nice(3)
+
+    limits = {resource.RLIMIT_SIGPENDING: (4, 4)}
+    with ServerProcess("sigio", rlimits=limits, preexec=nice_me) as server:
+        with open(f"/proc/{server.pid}/limits") as f:
+            line = next(x for x in f if x.startswith("Max pending signals"))
+        assert line.split()[3:5] == ["4", "4"]
+        assert os.getpriority(os.PRIO_PROCESS, server.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)
+        assert server.stdout_after_ready == b""  # the ready line is all it printed
+
+
+def test_nofile_and_pass_fds_reach_the_server():
+    r, w = os.pipe()
+    try:
+        # the server raises its soft limit to the hard one at start: the hard one is what we set
+        with ServerProcess("epoll", nofile=(64, 96), pass_fds=(r,)) as server:
+            with open(f"/proc/{server.pid}/limits") as f:
+                line = next(x for x in f if x.startswith("Max open files"))
+            assert line.split()[3:5] == ["96", "96"]
+            assert r in server.fds()
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_every_lazy_name_resolves():
+    import iomodels.harness as harness
+
+    assert sorted(harness.__all__) == sorted(harness._WHERE)
+    for name in harness.__all__:
+        assert getattr(harness, name) is not None
+    with pytest.raises(AttributeError):
+        _ = harness.no_such_name
+
+
+def test_live_descendants_sees_a_server_and_its_child_until_stopped():
+    server = fake("forks").start()
+    child = child_pid(server)
+    assert {server.pid, child} <= set(live_descendants())
+    server.stop()
+    assert not {server.pid, child} & set(live_descendants())
+
+
+def test_split_cpus_never_shares_a_cpu():
+    from iomodels.harness import split_cpus
+
+    server, gen = split_cpus()
+    mine = os.sched_getaffinity(0)
+    if len(mine) < 2:
+        assert (server, gen) == (None, None)
+    else:
+        assert server == min(mine) and gen is not None
+        assert server not in gen and {server, *gen} == mine

@@ -5,47 +5,33 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from signal import SIGKILL
 
-import psutil
 import pytest
+
+from iomodels.harness import ServerProcess, live_descendants
 
 HERE = Path(__file__).resolve().parent
 
 
-class Tiny:
-    """tiny_server.py in a session of its own; ``finish()`` returns what it saw."""
+class Tiny(ServerProcess):
+    """tiny_server.py through the harness; ``finish()`` returns what it saw."""
 
     def __init__(self, mode: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "tiny_server.py"), mode],
-            stdout=subprocess.PIPE,
-            start_new_session=True,
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 15)
-        assert ready, "tiny server: no ready line"
-        line = self.proc.stdout.readline().decode()
-        assert line.startswith("listening on 127.0.0.1:"), line
-        self.port = int(line.rsplit(":", 1)[1])
+        super().__init__(command=[sys.executable, str(HERE / "tiny_server.py"), mode], ready_timeout_s=15)
+        self.start()
 
     def finish(self) -> dict[str, int]:
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=10)
-        return json.loads(out.decode().strip().splitlines()[-1])
+        status = self.stop(timeout_s=10)
+        assert status == 0, f"tiny server exited with {status}: {self.log_text()}"
+        return json.loads(self.log_text().strip().splitlines()[-1])
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self.stop(SIGKILL, 0)
 
 
 @pytest.fixture
@@ -66,9 +52,8 @@ def tiny() -> Iterator[Callable[[str], Tiny]]:
 def no_leftover_processes() -> Iterator[None]:
     """Every test cleans up every process it started (workers, servers)."""
     yield
-    me = psutil.Process()
-    left = [p for p in me.children(recursive=True) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    for p in left:  # clean up anyway, then fail
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    assert not left, f"processes left behind: {[(p.pid, p.cmdline()) for p in left]}"
+    left = live_descendants()
+    for pid in left:  # clean up anyway, then fail
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left behind: {left}"

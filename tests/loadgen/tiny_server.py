@@ -9,9 +9,11 @@ MODE:
   close    accept, then close at once (the client sees EOF or a reset)
   silent   accept and read, never answer (the client times out)
 
-Prints ``listening on 127.0.0.1:PORT`` when ready.  On SIGTERM it prints one
-JSON line ``{"accepted": N, "bytes_in": N}`` and exits 0, so a test can
-compare what the generator counted with what the server saw.
+Prints the ready line of ``iomodels serve`` (``listening on 127.0.0.1:PORT
+model=tiny-MODE protocol=echo``) when ready, so that iomodels.harness starts it.
+On SIGTERM it writes one JSON line ``{"accepted": N, "bytes_in": N}`` on
+stderr and exits 0, so a test can compare what the generator counted with
+what the server saw.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def main() -> int:
     stats = {"accepted": 0, "bytes_in": 0}
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    print(f"listening on 127.0.0.1:{listener.getsockname()[1]}", flush=True)
+    port = listener.getsockname()[1]
+    print(f"listening on 127.0.0.1:{port} model=tiny-{mode} protocol=echo", flush=True)
     while not stopping:
         try:
             events = sel.select(0.1)
@@ -73,7 +76,7 @@ def main() -> int:
             except OSError:
                 sel.unregister(conn)
                 conn.close()
-    print(json.dumps(stats), flush=True)
+    print(json.dumps(stats), file=sys.stderr, flush=True)
     return 0
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from iomodels.claims.base import DOES_NOT_HOLD, HOLDS, PARTLY, Verdict, not_measurable, unmeasurable
 from iomodels.claims.lab import Lab, connect, roundtrip
+from iomodels.compare.runner import HOST
 from iomodels.loadgen.runner import LoadConfig, LoadGenerator
-from iomodels.report.compare import HOST
 
 ID = "8"
 TITLE = "poll: no limit, ~1 GB per 100k watched events"

@@ -55,10 +55,11 @@ SPARED = 0.5  # threads' light p99 at most this share of epoll's: the other mode
 class HeavyClient:
     """A child process sending HEAVY requests back to back until stopped.
 
-    A process, not a thread: the load generator forks its workers while this
-    client runs, and a fork while another thread sits in getaddrinfo() or
-    any libc lock leaves the child deadlocked (seen here: the worker never
-    answered)."""
+    A process, not a thread: the load generator used to fork its workers
+    from this process while this client ran, and a fork while another thread
+    sits in getaddrinfo() or any libc lock leaves the child deadlocked (seen
+    here: the worker never answered).  The workers now come from a fork
+    server; a process still keeps this client off the lab's CPU-time books."""
 
     def __init__(self, port: int) -> None:
         ctx = mp.get_context("fork")

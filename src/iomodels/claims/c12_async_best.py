@@ -17,7 +17,7 @@ from typing import Any
 from iomodels import models
 from iomodels.claims.base import DOES_NOT_HOLD, HOLDS, PARTLY, Verdict, not_measurable, unmeasurable
 from iomodels.claims.lab import Lab, sweep
-from iomodels.report.compare import concurrency_limit
+from iomodels.compare.runner import concurrency_limit
 
 ID = "12"
 TITLE = "asynchronous IO is the best model"

@@ -1,11 +1,9 @@
 """The bench the experiments run on: servers, clients, strace, time limits.
 
-Servers: ``ClaimServer`` is compare.ServerProc (session of its own, pinned,
-  measured, stopped with SIGTERM then SIGKILL of its group) with what the
-  claims need and ServerProc's constructor does not take: any protocol, extra
-  ``serve`` flags (``--poll-interval``) and inherited descriptors
-  (``pass_fds``, claim 7).  Only the constructor is ours; the measuring and
-  stopping methods are ServerProc's, unchanged.
+Servers: ``Lab.server`` starts an ``iomodels.harness.ServerProcess`` (session
+  of its own, pinned, measured, stopped with SIGTERM then SIGKILL of its
+  group) with any protocol, extra ``serve`` flags (``--poll-interval``) and
+  inherited descriptors (``pass_fds``, claim 7), its log in the work folder.
 Clients: small blocking helpers for the cheap claims, and ``Lab.load`` for a
   measured window of the load generator (compare.measure_cell).
 Bounded: ``Lab.time_limit`` arms SIGALRM; on expiry ``ClaimTimeout`` (a
@@ -19,21 +17,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import resource
 import selectors
-import shlex
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from iomodels import models
-from iomodels.report.compare import HOST, SRC_DIR, ServerProc, Settings, measure_cell
+from iomodels.compare.runner import HOST, Settings, measure_cell
+from iomodels.harness import ServerProcess, raise_nofile_limit, split_cpus
 
 STRACE = shutil.which("strace")
 STRACE_ATTACH_TIMEOUT_S = 5.0
@@ -42,73 +38,6 @@ STRACE_SETTLE_S = 0.3  # after "attached": let the tracer reach every thread
 
 class ClaimTimeout(BaseException):
     """An experiment ran past its time limit."""
-
-
-def cpus() -> tuple[int | None, frozenset[int] | None]:
-    """(server CPU, generator CPUs): split as compare does, when there are two."""
-    mine = sorted(os.sched_getaffinity(0))
-    if len(mine) >= 2:
-        return mine[0], frozenset(mine[1:])
-    return None, None
-
-
-def raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-class ClaimServer(ServerProc):
-    """compare.ServerProc with any protocol, extra flags and inherited fds."""
-
-    def __init__(
-        self,
-        model: str,
-        log_path: Path,
-        protocol: str = "echo",
-        extra: list[str] | tuple[str, ...] = (),
-        cpu: int | None = None,
-        pass_fds: tuple[int, ...] = (),
-        ready_timeout_s: float = 20.0,
-    ) -> None:
-        self.model = model
-        self.log_path = log_path
-        cmd = [
-            sys.executable, "-m", "iomodels", "serve", "--model", model, "--protocol", protocol,
-            "--host", HOST, "--port", "0", "--log-level", "warning", *extra,
-        ]  # fmt: skip
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(SRC_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.command = shlex.join(cmd)
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        old = None
-        if cpu is not None:  # as ServerProc: pin this thread around Popen, the child inherits it
-            old = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, {cpu})
-        try:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=self._log,
-                env=env,
-                start_new_session=True,
-                pass_fds=pass_fds,
-            )
-        finally:
-            if old is not None:
-                os.sched_setaffinity(0, old)
-        self.pid = self.proc.pid
-        try:
-            self.port = self._ready(ready_timeout_s)
-        except BaseException:
-            self.stop()
-            raise
-
-    def fds(self) -> list[int]:
-        with contextlib.suppress(OSError):
-            return sorted(int(x) for x in os.listdir(f"/proc/{self.pid}/fd"))
-        return []
 
 
 # ----------------------------------------------------------------------
@@ -291,8 +220,9 @@ class Lab:
         self.work = out_dir / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         self.progress = progress
-        self.server_cpu, self.gen_cpus = cpus()
-        self.nofile = raise_nofile()
+        self.server_cpu, gen_cpus = split_cpus()  # as compare splits them
+        self.gen_cpus = frozenset(gen_cpus) if gen_cpus else None
+        self.nofile = raise_nofile_limit()
         self._n = 0
 
     def path(self, name: str) -> Path:
@@ -314,25 +244,23 @@ class Lab:
         extra: list[str] | tuple[str, ...] = (),
         pass_fds: tuple[int, ...] = (),
         pin: bool = True,
-    ) -> Iterator[ClaimServer]:
+    ) -> Iterator[ServerProcess]:
         self._n += 1
-        log = self.work / f"{self._n:03d}-{model}.log"
-        server = ClaimServer(
+        server = ServerProcess(
             model,
-            log,
-            protocol=protocol,
-            extra=extra,
+            protocol,
+            extra,
+            host=HOST,
             cpu=self.server_cpu if pin else None,
+            log_path=self.work / f"{self._n:03d}-{model}.log",
             pass_fds=pass_fds,
         )
-        try:
+        with server:
             yield server
-        finally:
-            server.stop()
 
     def load(
         self,
-        server: ClaimServer,
+        server: ServerProcess,
         connections: int,
         idle: int = 0,
         duration_s: float = 1.5,
@@ -372,12 +300,12 @@ class Lab:
             signal.signal(signal.SIGALRM, previous)
 
 
-def cpu_pct_over(server: ServerProc, seconds: float) -> float:
+def cpu_pct_over(server: ServerProcess, seconds: float) -> float:
     """The server's CPU use over a window of ``seconds`` with nothing sent (% of one CPU)."""
-    c0 = server.cpu_s()
+    c0 = server.cpu_seconds()
     t0 = time.monotonic()
     time.sleep(seconds)
-    c1 = server.cpu_s()
+    c1 = server.cpu_seconds()
     return round(100.0 * (c1 - c0) / (time.monotonic() - t0), 1)
 
 

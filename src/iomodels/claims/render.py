@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iomodels.report.compare import machine, versions
+from iomodels.harness import machine, versions
+from iomodels.harness.machine import summary
 
 SCHEMA = 1
 COLOURS = {"holds": "#1e8449", "partly": "#b7950b", "does not hold": "#c0392b", "not measurable": "#7f8c8d"}
@@ -18,10 +19,7 @@ COLOURS = {"holds": "#1e8449", "partly": "#b7950b", "does not hold": "#c0392b", 
 def machine_info() -> dict[str, Any]:
     info = machine()
     info["versions"] = versions()
-    info["summary"] = (
-        f"{info['nproc']} CPUs ({info['cpu_model'] or 'unknown CPU'}), Linux {info['kernel']}, "
-        f"Python {info['python']}"
-    )
+    info["summary"] = summary(info)
     return info
 
 

@@ -8,7 +8,6 @@ measurable" with what happened, never with a guessed verdict.
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 import time
@@ -20,12 +19,13 @@ from typing import Any
 from iomodels.claims import registry, render
 from iomodels.claims.base import NOT_MEASURABLE, NotMeasurable, Verdict
 from iomodels.claims.lab import ClaimTimeout, Lab
+from iomodels.harness import ArgParser
 
 DEFAULT_BUDGET_S = (90.0, 300.0)  # per claim (quick, full) unless the module sets BUDGET_S
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgParser:
+    parser = ArgParser(
         prog="iomodels claims",
         description="Check the seed's claims: one experiment, verdict and figure per claim, on loopback.",
     )
@@ -46,7 +46,7 @@ def select_claims(only: str | None) -> list[ModuleType]:
     known = {c.ID for c in claims}
     unknown = [w for w in wanted if w not in known]
     if unknown:
-        raise SystemExit(f"iomodels claims: error: unknown claim {', '.join(unknown)}; see --list")
+        raise ValueError(f"unknown claim {', '.join(unknown)}; choose from {', '.join(c.ID for c in claims)}")
     return [c for c in claims if c.ID in wanted]
 
 
@@ -108,8 +108,12 @@ def draw(claim: ModuleType, result: dict[str, Any], out_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    claims = select_claims(args.only)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        claims = select_claims(args.only)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.list:
         for c in claims:
             print(f"{c.ID:>3}  {c.TITLE}")
@@ -131,8 +135,9 @@ def main(argv: list[str]) -> int:
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
         console=console,
-        # no refresh thread: the load generator forks, and a fork while another
-        # thread holds a lock can leave the child stuck (claims/c10 HeavyClient)
+        # no refresh thread: c10's HeavyClient forks from this process, and a fork
+        # while another thread holds a lock can leave the child stuck (the load
+        # generator's workers come from a fork server, loadgen/runner.py)
         auto_refresh=False,
     ) as progress:
         task = progress.add_task("", total=len(claims), claim="")

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import select
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from signal import SIGKILL, SIGTERM  # bare names: the class has a method called signal
 from types import TracebackType
@@ -43,16 +44,26 @@ GONE_TIMEOUT_S = 5.0  # after SIGKILL: how long the session's processes may take
 LOG_TAIL_LINES = 8  # lines of the server's log quoted in a start error
 
 
+MP_HELPERS = (b"multiprocessing.forkserver", b"multiprocessing.resource_tracker")
+
+
 class ServerStartError(RuntimeError):
-    """The server exited, stayed silent or printed something else before its ready line."""
+    """The server exited, stayed silent or printed something else before its ready line.
+
+    @ivar what: that, in a few words
+    @ivar log_tail: the last lines of the server's stderr
+    """
+
+    def __init__(self, message: str, what: str = "", log_tail: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.what = what or message
+        self.log_tail = list(log_tail)
 
 
-def session_group(sid: int) -> list[tuple[int, list[str]]]:
-    """(pid, /proc/PID/stat fields after the command name) of every live process
-    of session ``sid``: the server and every child it forked, however deep, in
-    one pass over /proc.  Zombies are left out: they run nothing and hold
+def live_processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, /proc/PID/stat fields after the command name) of every live process,
+    in one pass over /proc.  Zombies are left out: they run nothing and hold
     nothing, and a container's init may never reap them."""
-    out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -62,9 +73,14 @@ def session_group(sid: int) -> list[tuple[int, list[str]]]:
         except OSError:
             continue  # gone meanwhile
         # fields[0] is the state; [1] ppid, [2] pgrp, [3] session
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            out.append((int(name), fields))
-    return out
+        if fields[0] not in ("Z", "X"):
+            yield int(name), fields
+
+
+def session_group(sid: int) -> list[tuple[int, list[str]]]:
+    """Every live process of session ``sid`` (see live_processes): the server and
+    every child it forked, however deep, even one that left its process group."""
+    return [(pid, fields) for pid, fields in live_processes() if int(fields[3]) == sid]
 
 
 def session_cpu_s(sid: int) -> float:
@@ -97,6 +113,28 @@ def session_cpu_s(sid: int) -> float:
     return runtime_ns / 1e9 + ticks / hz
 
 
+def live_descendants() -> list[int]:
+    """Live processes this one started, however deep (tests prove cleanup with it),
+    except multiprocessing's fork server (loadgen/runner.py) and its resource
+    tracker: started once, they live as long as this process and run nothing of ours."""
+    children: dict[int, list[int]] = {}
+    for pid, fields in live_processes():
+        children.setdefault(int(fields[1]), []).append(pid)
+    out = []
+    todo = list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        if not any(helper in cmdline for helper in MP_HELPERS):
+            out.append(pid)
+        todo.extend(children.get(pid, []))
+    return sorted(out)
+
+
 def serve_command(
     model: str, protocol: str, host: str, port: int, log_level: str | None, args: Sequence[str]
 ) -> list[str]:
@@ -119,6 +157,13 @@ class ServerProcess:
     starts with the source tree this module comes from, so the server runs
     the same code as its caller.
 
+    ``pass_fds`` are inherited.  ``nofile`` (n or (soft, hard)) and ``rlimits``
+    ({resource.RLIMIT_*: (soft, hard)}) start it with those limits, and
+    ``preexec`` runs in the child before exec: both go through Popen's
+    preexec_fn, Python code between fork and exec, which may deadlock if this
+    process runs other threads; tests use them (the EMFILE and sigio-overflow
+    tests), compare and claims do not.
+
     @ivar ready: the parsed ready line (host, port, model, protocol)
     @ivar proc: the Popen; ``pid`` == ``pgid`` == the session id
     """
@@ -138,6 +183,9 @@ class ServerProcess:
         ready_timeout_s: float = 20.0,
         log_level: str | None = "warning",
         pass_fds: Sequence[int] = (),
+        nofile: int | tuple[int, int] | None = None,
+        rlimits: Mapping[int, tuple[int, int]] | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         if command is None and model is None:
             raise ValueError("ServerProcess needs a model or a command")
@@ -152,6 +200,11 @@ class ServerProcess:
         self.log_path = Path(log_path) if log_path is not None else None
         self.ready_timeout_s = ready_timeout_s
         self.pass_fds = tuple(pass_fds)
+        self.rlimits = dict(rlimits or {})
+        if nofile is not None:
+            self.rlimits[resource.RLIMIT_NOFILE] = (nofile, nofile) if isinstance(nofile, int) else nofile
+        self.preexec = preexec
+        self.stdout_after_ready = b""  # what came after the ready line in the same read (should be nothing)
         self._env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: ReadyLine | None = None
@@ -186,6 +239,7 @@ class ServerProcess:
                 env=env,
                 start_new_session=True,
                 pass_fds=self.pass_fds,
+                preexec_fn=self._before_exec if self.rlimits or self.preexec else None,
             )
         except BaseException:
             self._log.close()
@@ -201,6 +255,12 @@ class ServerProcess:
         if self.model is None:
             self.model = self.ready.model
         return self
+
+    def _before_exec(self) -> None:
+        for which, limits in self.rlimits.items():
+            resource.setrlimit(which, limits)
+        if self.preexec is not None:
+            self.preexec()
 
     def _read_ready_line(self) -> ReadyLine:
         assert self.proc is not None and self.proc.stdout is not None
@@ -219,7 +279,8 @@ class ServerProcess:
                 status = self.proc.wait(5)
                 raise self._start_error(f"exited with status {status} before its ready line")
             line += chunk
-        text = line.split(b"\n", 1)[0].decode("utf-8", "replace")
+        first, self.stdout_after_ready = line.split(b"\n", 1)
+        text = first.decode("utf-8", "replace")
         try:
             return parse_ready_line(text)
         except ValueError as exc:
@@ -230,7 +291,7 @@ class ServerProcess:
         tail = self.log_text().splitlines()[-LOG_TAIL_LINES:]
         quoted = "".join(f"\n  | {line}" for line in tail) or "\n  | (empty)"
         command = f" ({shlex.join(self.command)})" if self.model else ""  # else self.name is the command
-        return ServerStartError(f"server {self.name}: {what}{command}; {where}:{quoted}")
+        return ServerStartError(f"server {self.name}: {what}{command}; {where}:{quoted}", what, tail)
 
     def __enter__(self) -> ServerProcess:
         return self.start() if self.proc is None else self
@@ -252,9 +313,7 @@ class ServerProcess:
     def pid(self) -> int:
         return self._started().pid
 
-    @property
-    def pgid(self) -> int:
-        return self._started().pid  # start_new_session: the leader of its own group and session
+    pgid = pid  # start_new_session: the server leads its own process group and session
 
     def _ready(self) -> ReadyLine:
         if self.ready is None:

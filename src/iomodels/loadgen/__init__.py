@@ -3,7 +3,7 @@
 Layout: engine.py is one process's epoll loop (connections, checks, errors,
 open/closed loop); runner.py runs ``--workers`` of them and merges their HDR
 histograms (hist.py); command.py is the command line.  ``iomodels compare``
-(iomodels.report) drives the same LoadGenerator against every model.
+(iomodels.compare) drives the same LoadGenerator against every model.
 """
 
 from __future__ import annotations

@@ -21,11 +21,10 @@ import re
 import sys
 from typing import Any
 
+from iomodels.harness.cli import ArgParser, at_least
 from iomodels.loadgen import hist
 from iomodels.loadgen.engine import ERROR_KINDS
 from iomodels.loadgen.runner import LoadConfig, LoadGenerator, aggregate
-
-EXIT_USAGE = 2
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
 
@@ -50,24 +49,8 @@ def parse_cpus(text: str) -> frozenset[int]:
     return frozenset(cpus)
 
 
-def _positive_int(minimum: int):
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, not {text}")
-        return value
-
-    parse.__name__ = "int"
-    return parse
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgParser(
         prog="iomodels bench",
         description="Load an echo or upper server over TCP (any server, not only ours) and report "
         "req/s, MiB/s, latency percentiles from an HDR histogram, and errors by kind. Every reply "
@@ -76,9 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         "intended send time, so a stalled server shows in the percentiles.",
     )
     p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    p.add_argument("--port", type=_positive_int(1), default=8080, help="server port (default 8080)")
+    p.add_argument("--port", type=at_least(1), default=8080, help="server port (default 8080)")
     p.add_argument(
-        "-c", "--connections", type=_positive_int(1), default=10, help="active connections (default 10)"
+        "-c", "--connections", type=at_least(1), default=10, help="active connections (default 10)"
     )
     p.add_argument(
         "-d", "--duration", type=parse_duration, default=10.0, help="measured time: 10s, 1m (default 10s)"
@@ -86,11 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--warmup", type=parse_duration, default=1.0, help="unmeasured load before it (default 1s)"
     )
-    p.add_argument("--msize", type=_positive_int(1), default=1024, help="bytes per request (default 1024)")
+    p.add_argument("--msize", type=at_least(1), default=1024, help="bytes per request (default 1024)")
     p.add_argument("--protocol", choices=["echo", "upper"], default="echo", help="(default echo)")
     p.add_argument(
         "--idle",
-        type=_positive_int(0),
+        type=at_least(0),
         default=0,
         metavar="N",
         help="extra connections held open and idle for the whole run, each first proven alive by one "
@@ -106,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=_positive_int(1),
+        type=at_least(1),
         default=1,
         help="generator processes; their HDR histograms are merged (default 1)",
     )

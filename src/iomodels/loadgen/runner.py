@@ -45,6 +45,24 @@ class LoadConfig:
     cpus: frozenset[int] | None = None  # pin the workers to these CPUs
 
 
+def _context() -> mp.context.BaseContext:
+    """Workers come from a fork server, not from a fork of this process.
+
+    This process may run other threads when it starts workers (compare's rich
+    progress bar redraws from one): a plain fork() copies the locks those
+    threads hold, held, and a worker that then flushes stderr at exit waits
+    forever (a worker hung that way once).  The fork server is a
+    single-threaded process started once, with the engine imported; forking
+    from it is as fast as fork() and inherits no one's locks.  (Python 3.14
+    makes it the default on Linux for this reason.)  As with spawn, a script
+    that starts a LoadGenerator needs the ``if __name__ == "__main__":`` guard:
+    the fork server imports it once (preload "__main__"), so that the workers
+    forked from it do not import it again each."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", "iomodels.loadgen.runner"])  # with engine, hist
+    return ctx
+
+
 def _shares(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if k < total % parts else 0) for k in range(parts)]
 
@@ -129,7 +147,7 @@ class LoadGenerator:
         self.config = config
         self._procs: list[mp.process.BaseProcess] = []
         self._pipes: list[Connection] = []
-        ctx = mp.get_context("fork")  # the engine needs no fresh interpreter; fork is fast
+        ctx = _context()
         active = _shares(config.connections, config.workers)
         idle = _shares(config.idle, config.workers)
         try:

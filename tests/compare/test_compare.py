@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
 
+from iomodels.compare import main as compare_main
+from iomodels.compare.render import text_tables
+from iomodels.compare.runner import Settings, skip_reason, summarize
+from iomodels.harness import live_descendants
 from iomodels.loadgen import hist
-from iomodels.report import main as compare_main
-from iomodels.report.compare import Settings, skip_reason, summarize
-from iomodels.report.render import text_tables
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -115,34 +114,4 @@ def test_compare_end_to_end(tmp_path: Path, capsys) -> None:
     assert (tmp_path / "report.html").exists()
     for name in CHARTS:
         assert (tmp_path / name).exists(), name
-
-
-def test_session_cpu_counts_children_exactly():
-    """session_cpu_s: the scheduler's runtime of every task of a session,
-    a forked child's included (bench/echo_bench.py and compare rely on it)."""
-    import subprocess
-    import sys
-    import time
-
-    from iomodels.report.compare import session_cpu_s, session_group
-
-    code = (
-        "import os, sys, time\n"
-        "def burn(s):\n"
-        "    end = time.process_time() + s\n"
-        "    while time.process_time() < end: pass\n"
-        "pid = os.fork()\n"
-        "burn(0.3)\n"
-        "sys.stdout.write('done\\n'); sys.stdout.flush()\n"
-        "time.sleep(5)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
-    try:
-        assert proc.stdout.readline() == b"done\n"
-        assert proc.stdout.readline() == b"done\n"  # parent and child each burned 0.3 s
-        time.sleep(0.05)
-        assert len(session_group(proc.pid)) == 2
-        assert 0.55 < session_cpu_s(proc.pid) < 2.0
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
+    assert live_descendants() == []  # every server and generator worker stopped

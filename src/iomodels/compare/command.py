@@ -1,9 +1,6 @@
-"""``iomodels compare``: every model under the same load; results.json, charts, report.html.
+"""The command line of ``iomodels compare`` (argument parsing, progress bar, files).
 
-Layout: compare.py runs the servers and measures the cells (the method is
-documented there); render.py turns a results document into terminal tables,
-PNG charts and one self-contained report.html.  This module is the command
-line.  ``--quick`` is the README's main job: every available model on the
+``--quick`` is the README's main job: every available model on the
 whole connection grid in under 3 minutes on a 2-CPU machine, which costs
 precision (1 s windows, one repeat): read its req/s as an order of
 magnitude, its server µs/request as the comparison.
@@ -21,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from iomodels import models
+from iomodels.harness import EXIT_USAGE, ArgParser, machine, raise_nofile_limit, split_cpus
 from iomodels.loadgen.command import parse_duration
-
-EXIT_USAGE = 2
 
 QUICK = {"duration_s": 1.0, "warmup_s": 1.0, "settle_s": 0.25, "drain_s": 0.5, "timeout_s": 1.0}
 FULL = {"duration_s": 3.0, "warmup_s": 2.0, "settle_s": 0.5, "drain_s": 1.0, "timeout_s": 2.0}
@@ -40,13 +36,8 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgParser(
         prog="iomodels compare",
         description="Run every available model as an echo server (pinned to one CPU) under the same "
         "closed-loop load (generator on the other CPUs) and compare req/s, latency percentiles, server "
@@ -88,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from iomodels.report.compare import Settings
+    from iomodels.compare.runner import Settings
 
     preset = dict(QUICK if args.quick else FULL)
     if args.duration is not None:
@@ -99,12 +90,7 @@ def _settings(args: argparse.Namespace) -> Any:
     unknown = [m for m in names if m not in models.names()]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models.names())}")
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) >= 2:
-        server_cpu: int | None = cpus[0]
-        gen_cpus: list[int] | None = cpus[1:]
-    else:  # one CPU: no pinning can separate them; the report shows nproc
-        server_cpu, gen_cpus = None, None
+    server_cpu, gen_cpus = split_cpus()
     workers = args.workers or max(1, min(4, len(gen_cpus or [0])))
     return Settings(
         models=names,
@@ -126,12 +112,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from iomodels.report.compare import Runner, machine, raise_nofile, results_document
+    from iomodels.compare.runner import Runner, results_document
 
     settings = _settings(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    raise_nofile()
+    raise_nofile_limit()  # idle sweeps hold thousands of sockets
     info = machine()
     if settings.gen_cpus:
         os.sched_setaffinity(0, set(settings.gen_cpus))  # this thread: off the server's CPU
@@ -158,7 +144,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from rich.console import Console
 
-    from iomodels.report import render
+    from iomodels.compare import render
 
     console = Console(stderr=args.json)
     if not console.is_terminal:
@@ -192,6 +178,3 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(doc, indent=1))
     return 1 if any(c.get("status") == "error" for c in doc["cells"]) else 0
-
-
-__all__ = ["main"]

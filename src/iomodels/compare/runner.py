@@ -36,31 +36,19 @@ how many requests never got an answer, both bounded by the drain deadline.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
 import os
-import platform
-import re
-import resource
-import select
-import shlex
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import iomodels
 from iomodels import models
+from iomodels.harness import ServerProcess, busy_ticks, versions
 from iomodels.loadgen.runner import LoadConfig, LoadGenerator
 
 HOST = "127.0.0.1"  # loopback only
-SRC_DIR = Path(iomodels.__file__).resolve().parent.parent  # the code the server runs
-READY_RE = re.compile(rb"listening on (\S+):(\d+) ")
 SELECT_MAX_FDS = 1000  # FD_SETSIZE 1024 minus the listener, stdio, epoll of the server...
 THREADPOOL_THREADS = 8  # `iomodels serve` default --threads
 SCHEMA = 1
@@ -125,241 +113,6 @@ def skip_reason(model: str, active: int, idle: int, settings: Settings) -> str |
 
 
 # ----------------------------------------------------------------------
-# the server under test
-
-
-def _set_thread_affinity(cpus: set[int] | None) -> set[int] | None:
-    """Pin the *calling thread* (sched_setaffinity(0)); return the old mask."""
-    if not cpus:
-        return None
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus)
-    return old
-
-
-def session_group(sid: int) -> list[tuple[int, list[str]]]:
-    """(pid, /proc/PID/stat fields after the command name) of every process of
-    session ``sid`` (a server started with start_new_session: session id ==
-    its pid): the server and every child it forked, however deep, in one
-    pass over /proc.
-    """
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        # fields[0] is the state; [1] ppid, [2] pgrp, [3] session
-        if int(fields[3]) == sid:
-            out.append((int(name), fields))
-    return out
-
-
-def session_cpu_s(sid: int) -> float:
-    """CPU seconds of session ``sid``: the server, its threads and its children (live or reaped).
-
-    Live tasks: the scheduler's exact runtime (/proc/PID/task/TID/schedstat,
-    ns).  Not utime+stime of /proc/PID/stat: those are tick samples, and on
-    this kernel a process that runs in short bursts between ticks shows 0
-    there: the 1000 children of ``processes`` did 0.58 s of work in a 1 s
-    window and reported none of it (psutil reads the same fields).  Reaped
-    children only exist as the parent's cutime+cstime (ticks), added too.
-    """
-    hz = os.sysconf("SC_CLK_TCK")
-    runtime_ns = 0
-    ticks = 0
-    for pid, fields in session_group(sid):
-        ticks += int(fields[13]) + int(fields[14])  # cutime cstime: reaped children
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                    runtime_ns += int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                if not os.path.exists(f"/proc/{pid}/task/{tid}"):
-                    continue  # the thread ended meanwhile
-                ticks += int(fields[11]) + int(fields[12])  # no schedstat: ticks it is
-                break
-    return runtime_ns / 1e9 + ticks / hz
-
-
-class ServerProc:
-    """One ``iomodels serve`` in a session of its own, pinned, measured, stopped."""
-
-    def __init__(self, model: str, cpu: int | None, log_path: Path, ready_timeout_s: float = 20.0) -> None:
-        self.model = model
-        self.log_path = log_path
-        cmd = [
-            sys.executable,
-            "-m",
-            "iomodels",
-            "serve",
-            "--model",
-            model,
-            "--protocol",
-            "echo",
-            "--host",
-            HOST,
-            "--port",
-            "0",
-            "--log-level",
-            "warning",
-        ]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(SRC_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self.command = shlex.join(cmd)
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        # The child inherits the affinity of the thread that forks it; pinning
-        # this thread around Popen pins every thread and child the server will
-        # ever make, with no race against the ones it starts at once.
-        old = _set_thread_affinity({cpu} if cpu is not None else None)
-        try:
-            self.proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=self._log, env=env, start_new_session=True
-            )
-        finally:
-            if old is not None:
-                os.sched_setaffinity(0, old)
-        self.pid = self.proc.pid
-        try:
-            self.port = self._ready(ready_timeout_s)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _ready(self, timeout_s: float) -> int:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        line = b""
-        end = time.monotonic() + timeout_s
-        while not line.endswith(b"\n"):
-            left = end - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                raise RuntimeError(f"{self.model}: no ready line (see {self.log_path})")
-            ready, _, _ = select.select([fd], [], [], left)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    raise RuntimeError(f"{self.model}: server exited at start (see {self.log_path})")
-                line += chunk
-        m = READY_RE.match(line)
-        if not m:
-            raise RuntimeError(f"{self.model}: unexpected ready line {line!r}")
-        return int(m.group(2))
-
-    def group(self) -> list[tuple[int, list[str]]]:
-        """Every process of the server's session (see :func:`session_group`)."""
-        return session_group(self.pid)
-
-    def cpu_s(self) -> float:
-        """CPU seconds of the server, its threads and its children (:func:`session_cpu_s`)."""
-        return session_cpu_s(self.pid)
-
-    def resources(self) -> dict[str, Any]:
-        """RSS and PSS (MiB), threads, fds and processes of the whole group, now."""
-        page = os.sysconf("SC_PAGE_SIZE")
-        rss = pss = threads = fds = 0
-        group = self.group()
-        have_pss = True
-        for pid, fields in group:
-            threads += int(fields[17])
-            rss += int(fields[21]) * page
-            with contextlib.suppress(OSError):
-                fds += len(os.listdir(f"/proc/{pid}/fd"))
-            try:  # smaps_rollup: PSS in one read, cheaper than a full smaps walk
-                with open(f"/proc/{pid}/smaps_rollup") as f:
-                    for line in f:
-                        if line.startswith("Pss:"):
-                            pss += int(line.split()[1]) * 1024
-                            break
-            except OSError:
-                have_pss = False
-        return {
-            "srv_rss_mib": round(rss / 2**20, 1),
-            "srv_pss_mib": round(pss / 2**20, 1) if have_pss else None,
-            "srv_threads": threads,
-            "srv_fds": fds,
-            "srv_procs": len(group),
-        }
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(8)
-                except subprocess.TimeoutExpired:
-                    pass
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)  # the session we made: children too
-            if self.proc.poll() is None:
-                self.proc.wait(5)
-        finally:
-            if self.proc.stdout:
-                self.proc.stdout.close()
-            self._log.close()
-
-
-# ----------------------------------------------------------------------
-# the machine
-
-
-def busy_ticks() -> int:
-    """Busy jiffies of the whole machine (/proc/stat 'cpu': all but idle and iowait)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    return sum(fields) - fields[3] - fields[4]
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "kernel": platform.release(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "python_impl": platform.python_implementation(),
-        "mem_total_mib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "rlimit_nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
-        "clk_tck": os.sysconf("SC_CLK_TCK"),
-    }
-
-
-def versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"iomodels": iomodels.__version__}
-    for dist in ("hdrhistogram", "matplotlib", "rich", "uvloop", "numpy"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def raise_nofile() -> tuple[int, int]:
-    """Soft RLIMIT_NOFILE up to the hard limit (idle sweeps hold thousands of sockets)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)
-
-
-# ----------------------------------------------------------------------
 # cells
 
 
@@ -380,7 +133,7 @@ def _note(cell: dict[str, Any]) -> str:
     return "; ".join(notes)
 
 
-def measure_cell(server: ServerProc, settings: Settings, active: int, idle: int) -> dict[str, Any]:
+def measure_cell(server: ServerProcess, settings: Settings, active: int, idle: int) -> dict[str, Any]:
     """One measured window on a running server (a fresh generator each time)."""
     config = LoadConfig(
         host=HOST,
@@ -403,13 +156,13 @@ def measure_cell(server: ServerProc, settings: Settings, active: int, idle: int)
         if settings.settle_s > 0:
             gen.run(settings.settle_s, record=False, drain_s=settings.drain_s)
         me0 = time.process_time()
-        srv0 = server.cpu_s()
+        srv0 = server.cpu_seconds()
         ticks0 = busy_ticks()
         w0 = time.perf_counter()
         result = gen.run(settings.duration_s, record=True, drain_s=settings.drain_s)
         w1 = time.perf_counter()
         ticks1 = busy_ticks()
-        srv1 = server.cpu_s()
+        srv1 = server.cpu_seconds()
         me1 = time.process_time()
         res = server.resources()  # connections still open
     wall = w1 - w0
@@ -498,7 +251,7 @@ class Runner:
                 raise _Skip(f"not available here: {reason}")
             log = self.out_dir / "logs" / f"{model}-{rep}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            server = ServerProc(model, self.settings.server_cpu, log)
+            server = ServerProcess(model, host=HOST, cpu=self.settings.server_cpu, log_path=log).start()
             self._warm_up(server, model)
             warmed = True
             self.advance()
@@ -532,7 +285,7 @@ class Runner:
         if not warmed:
             self.advance()  # the warm-up step
 
-    def _warm_up(self, server: ServerProc, model: str) -> None:
+    def _warm_up(self, server: ServerProcess, model: str) -> None:
         if self.settings.warmup_s <= 0:
             return
         active = min(10, concurrency_limit(model) or 10)
@@ -549,7 +302,9 @@ class Runner:
             gen.setup(10.0)
             gen.run(self.settings.warmup_s, record=False, drain_s=self.settings.drain_s)
 
-    def _run_cell(self, server: ServerProc, model: str, rep: int, kind: str, active: int, idle: int) -> dict:
+    def _run_cell(
+        self, server: ServerProcess, model: str, rep: int, kind: str, active: int, idle: int
+    ) -> dict:
         base = self._base(model, rep, kind, active, idle)
         why = skip_reason(model, active, idle, self.settings)
         if why:
