@@ -38,18 +38,6 @@ TESTS_DIR = Path(__file__).resolve().parent
 SRC_DIR = TESTS_DIR.parent / "src"
 IO_TIMEOUT_S = 10.0
 
-# Runs before the server in the same process (exec keeps the pid, so the
-# session and the harness's accounting are unchanged): resource limits cannot
-# be set from here without lowering our own for good, nor by a preexec_fn,
-# which ServerProcess does not take.
-_SET_LIMITS = (
-    "import os, resource, sys\n"
-    "for spec in sys.argv[1].split(','):\n"
-    "    which, soft, hard = map(int, spec.split(':'))\n"
-    "    resource.setrlimit(which, (soft, hard))\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n"
-)
-
 
 def model_params(only: Collection[str] | None = None) -> list:
     """Every registered model (or those of ``only``); the unavailable ones skip
@@ -77,11 +65,11 @@ class Server(ServerProcess):
     """A running ``iomodels serve``, as a context manager.
 
     ``args`` are extra CLI flags.  ``protocol``, ``host`` or ``port`` None
-    leaves the flag out, so that the CLI's default shows.  ``nofile``: the
-    server's RLIMIT_NOFILE, a number (soft and hard) or (soft, hard);
-    ``rlimits``: any others, {resource.RLIMIT_X: (soft, hard)}.  The server
-    logs at debug level; :meth:`stderr` reads it, and tests/ is on its
-    PYTHONPATH for ``--protocol faulty:...``.
+    leaves the flag out, so that the CLI's default shows.  ``nofile`` (n or
+    (soft, hard)), ``rlimits`` ({resource.RLIMIT_X: (soft, hard)}) and
+    ``preexec`` go to ServerProcess, which applies them in the child.  The
+    server logs at debug level; :meth:`stderr` reads it, and tests/ is on
+    its PYTHONPATH for ``--protocol faulty:...``.
     """
 
     def __init__(
@@ -93,24 +81,21 @@ class Server(ServerProcess):
         port: int | None = 0,
         nofile: int | tuple[int, int] | None = None,
         rlimits: Mapping[int, tuple[int, int]] | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         argv = [sys.executable, "-m", "iomodels", "serve", "--model", model, "--log-level", "debug"]
         for flag, value in (("--protocol", protocol), ("--host", host), ("--port", port)):
             if value is not None:
                 argv += [flag, str(value)]
         argv += args
-        limits = dict(rlimits or {})
-        if nofile is not None:
-            limits[resource.RLIMIT_NOFILE] = (nofile, nofile) if isinstance(nofile, int) else nofile
-        if limits:
-            spec = ",".join(f"{which}:{soft}:{hard}" for which, (soft, hard) in limits.items())
-            argv = [sys.executable, "-c", _SET_LIMITS, spec, *argv]
         path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
         # PYTHONUNBUFFERED empty: the server must flush its ready line itself.
         env = {"PYTHONPATH": path, "PYTHONUNBUFFERED": ""}
-        super().__init__(model, command=argv, host=host or "127.0.0.1", env=env, log_level="debug")
-        self.stdout_rest = b""  # what stdout carried after the ready line, read at stop()
+        super().__init__(
+            model, command=argv, env=env, nofile=nofile, rlimits=rlimits, preexec=preexec, log_level="debug"
+        )
         self.start()
+        self.stdout_rest = self.stdout_after_ready  # and what comes before the exit, read at stop()
 
     @property
     def ready_line(self) -> str:

@@ -36,7 +36,10 @@ def test_realtime_queue_overflow_falls_back_to_rescan():
     """With RLIMIT_SIGPENDING at 4, the realtime queue overflows at once; the
     kernel sends plain SIGIO instead, and nothing is lost."""
 
-    server = Server("sigio", protocol="echo", rlimits={resource.RLIMIT_SIGPENDING: (4, 4)})
+    def tiny_queue() -> None:
+        resource.setrlimit(resource.RLIMIT_SIGPENDING, (4, 4))
+
+    server = Server("sigio", protocol="echo", preexec=tiny_queue)
     with server:
         assert all(many_exchanges(server, clients=200))
         assert "realtime signal queue overflowed" in server.stderr()
