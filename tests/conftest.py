@@ -1,6 +1,22 @@
+import signal
+
 import pytest
 
 from helpers import Server, model_params
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "acceptance: the independent black-box suite (tests/contract/): what it checks that the"
+        " conformance suite does not; `-m 'not acceptance'` leaves it out",
+    )
+    # Servers inherit ignored signals through exec; run them as from a terminal
+    # (a shell that starts us in the background ignores SIGINT).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(params=model_params())

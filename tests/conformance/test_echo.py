@@ -29,9 +29,14 @@ def test_concurrent_clients_no_crosstalk(echo_server):
 
 
 def test_streaming_reply_before_more_input(echo_server):
-    """What can be answered is sent without waiting for more input."""
+    """What can be answered is sent without waiting for more input (no line
+    buffering), whatever the bytes, on a connection kept open."""
     with echo_server.connect() as sock:
         for i in range(5):
             chunk = f"part {i} without newline".encode()
             sock.sendall(chunk)
             assert recv_exactly(sock, len(chunk), timeout=5) == chunk
+        for i in range(1, 5):
+            chunk = bytes(range(256)) * i
+            sock.sendall(chunk)
+            assert recv_exactly(sock, len(chunk), timeout=5) == chunk, f"all byte values x{i}"

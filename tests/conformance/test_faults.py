@@ -4,13 +4,11 @@ import contextlib
 import os
 import re
 import socket
-import struct
-import threading
 import time
 
 import pytest
 
-from helpers import Server, expect_eof, recv_exactly
+from helpers import Flood, Server, expect_eof, recv_exactly, reset, roundtrip
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -21,8 +19,7 @@ def test_half_close_flushes_everything(model):
     data = os.urandom(4 << 20)
     with Server(model, protocol="echo") as server:
         with server.connect() as sock:
-            sender = threading.Thread(target=sock.sendall, args=(data,))
-            sender.start()
+            flood = Flood(sock, data, 1).start()
             time.sleep(0.3)  # let the server fill its side before we read
             received = bytearray()
             sock.settimeout(10)
@@ -30,7 +27,8 @@ def test_half_close_flushes_everything(model):
                 chunk = sock.recv(1 << 20)
                 assert chunk, f"EOF after {len(received)} bytes"
                 received += chunk
-            sender.join(10)
+            flood.join(10)
+            assert flood.done, f"sending failed: {flood.error!r}"
             sock.shutdown(socket.SHUT_WR)
             assert sock.recv(1) == b"", "server did not close after flushing"
             assert bytes(received) == data
@@ -53,16 +51,25 @@ def bystander(server: Server, model: str):
 
 
 def test_reset_mid_stream_only_that_connection(model):
+    """Client resets and broken pipes: only that connection goes, quietly."""
     with Server(model, protocol="echo") as server:
         with bystander(server, model):
-            for _ in range(3):
+            for _ in range(3):  # reset with the server's replies unread
                 sock = server.connect()
                 sock.sendall(os.urandom(256 * 1024))
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()  # RST, with the server's replies unread
+                reset(sock)
+            sock = server.connect()  # reset while the server has stopped reading it
+            roundtrip(sock, b"warm")
+            flood = Flood(sock, os.urandom(1 << 16)).start()  # until stopped
+            assert flood.wait_stalled(quiet=0.3, timeout=20), f"the flood ended: {flood.error!r}"
+            flood.stop()
+            reset(sock)
+            with server.connect() as sock:  # a plain close, replies unread: the kernel resets
+                roundtrip(sock, b"a")
+                sock.sendall(b"b" * 500_000)
             time.sleep(0.2)
         server.canary()
-        assert server.proc.poll() is None
+        assert server.alive()
         assert "Traceback" not in server.stderr()
 
 
@@ -90,8 +97,7 @@ def test_callback_order(model):
         sock = server.connect()
         sock.sendall(b"x")
         assert recv_exactly(sock, 1) == b"x"
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()  # CM DR CL (reset)
+        reset(sock)  # CM DR CL
         idle = server.connect()
         idle.sendall(b"y")
         assert recv_exactly(idle, 1) == b"y"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from helpers import READY_RE, SRC_DIR, Server, wait_group_gone
+from helpers import SRC_DIR, Server, wait_group_gone
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,27 +22,26 @@ def run_client(port: int, data: bytes) -> subprocess.CompletedProcess:
 
 
 def test_text_session(model):
-    """printf 'hello\\nstraße\\n' | iomodels client  ->  HELLO, STRASSE."""
-    with Server(model, protocol="upper") as server:
-        assert READY_RE.match(server.ready_line)
-        assert f"model={model} protocol=upper" in server.ready_line
+    """``iomodels serve --model M``, then ``printf 'hello\\nstraße\\n' | iomodels
+    client`` prints HELLO, STRASSE: upper is the default protocol."""
+    with Server(model, protocol=None) as server:
+        assert server.ready_line == f"listening on 127.0.0.1:{server.port} model={model} protocol=upper"
         result = run_client(server.port, "hello\nstraße\n".encode())
         assert result.returncode == 0, result.stderr
         assert result.stdout.decode() == "HELLO\nSTRASSE\n"
         status, _ = server.stop()
         assert status == 0, server.stderr()
+        assert server.stdout_rest == b"", "stdout carried more than the ready line"
         assert wait_group_gone(server.pid) == []
 
 
 def test_ipv6_ready_line(model):
     try:
-        socket.socket(socket.AF_INET6).close()
-        probe = socket.socket(socket.AF_INET6)
-        probe.bind(("::1", 0))
-        probe.close()
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
     except OSError as exc:
         pytest.skip(f"no IPv6 loopback here: {exc}")
     with Server(model, protocol="echo", host="::1") as server:
-        assert server.ready_line.startswith("listening on [::1]:")
-        assert server.exchange(b"over ipv6") == b"over ipv6"
+        assert server.ready_line == f"listening on [::1]:{server.port} model={model} protocol=echo"
+        assert server.exchange("over ipv6 €\n".encode()) == "over ipv6 €\n".encode()
         assert server.stop()[0] == 0
