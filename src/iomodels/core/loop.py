@@ -177,6 +177,15 @@ class LoopServer(CallbackQueue, BaseServer):
 
     # ---- stopping
 
+    def _stop_signal(self) -> None:
+        """The first SIGINT/SIGTERM (in the signal handler): start the stop
+        budget's clock now, do the work on the loop."""
+        self.begin_stop_clock()
+        self._ready.append((self._begin_stop, None))
+
+    def _stop_signal_again(self) -> None:
+        self._ready.append((self._stop_now, None))
+
     def _begin_stop(self, _arg: Any = None) -> None:
         if self._stopping:
             return
@@ -185,13 +194,10 @@ class LoopServer(CallbackQueue, BaseServer):
         self.cancel_timer(self._accept_retry)
         for conn in list(self._connections.values()):
             conn.close()  # flushes pending output first
+        flush_s = max(0.0, self.flush_deadline - time.monotonic())
         if self._connections:
-            log.info(
-                "flushing %d connection(s) for up to %.1f s",
-                len(self._connections),
-                self.config.graceful_timeout_s,
-            )
-        self.call_later(self.config.graceful_timeout_s, self._abort_all)
+            log.info("flushing %d connection(s) for up to %.2f s", len(self._connections), flush_s)
+        self.call_later(flush_s, self._abort_all)
 
     def _abort_all(self, _arg: Any = None) -> None:
         if self._connections:

@@ -18,8 +18,9 @@ Stopping, without a poller to wake: the signal handler (run by CPython in the
 main thread) shuts the listening socket down, which makes every accept()
 fail with EINVAL (Linux), and shuts the read side of each connection down,
 which makes a blocked recv() return b"".  A worker blocked in sendall()
-keeps flushing until the graceful deadline, when SIGALRM (setitimer) shuts
-its socket down completely and sendall() fails with EPIPE.
+keeps flushing until the flush deadline (the stop budget less what the exit
+needs, core/server.py), when SIGALRM (setitimer) shuts its socket down
+completely and sendall() fails with EPIPE.
 """
 
 from __future__ import annotations
@@ -233,6 +234,7 @@ class BlockingServer(BaseServer):
     # ---- stopping (these run in signal handlers, in the main thread: no locks)
 
     def request_stop(self) -> None:
+        self.begin_stop_clock()
         self._stopping = True
         try:
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes every accept() with EINVAL
@@ -243,7 +245,11 @@ class BlockingServer(BaseServer):
                 sock.shutdown(socket.SHUT_RD)  # wakes a blocked recv() with b""
             except OSError:
                 pass
-        signal.setitimer(signal.ITIMER_REAL, self.config.graceful_timeout_s)
+        flush_s = self.flush_deadline - time.monotonic()
+        if flush_s > 0:
+            signal.setitimer(signal.ITIMER_REAL, flush_s)  # 0 would disarm it, not fire it
+        else:
+            self.abort_all()
 
     def abort_all(self) -> None:
         for sock in list(self._active.values()):
@@ -282,8 +288,10 @@ class BlockingServer(BaseServer):
         raise NotImplementedError
 
     def join_threads(self, threads: list[threading.Thread]) -> None:
-        """Wait for worker threads; the SIGALRM deadline makes them finish."""
-        deadline = time.monotonic() + self.config.graceful_timeout_s + 1.0
+        """Wait for worker threads, until the stop deadline: the SIGALRM at the
+        flush deadline makes them finish.  A thread still running then is a
+        daemon; it does not hold the exit."""
+        deadline = self.stop_deadline
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         alive = sum(thread.is_alive() for thread in threads)

@@ -285,7 +285,6 @@ class Connection(LoopConnection, LoopWorkerMixin):
         loop._connection_closed()
 
 
-
 class _Listener:
     """The listening socket's handler: accepts in batches."""
 
@@ -441,10 +440,7 @@ class ReadinessServer(LoopServer):
         wake_w.setblocking(False)
         self._wake_w = wake_w  # call_soon_threadsafe() wakes the wait through it too
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        signals = StopSignals(
-            lambda: self._ready.append((self._begin_stop, None)),
-            lambda: self._ready.append((self._stop_now, None)),
-        ).install()
+        signals = StopSignals(self._stop_signal, self._stop_signal_again).install()
         try:
             self.listener.setblocking(False)
             self._handlers[self.listener.fileno()] = _Listener(self, self.listener)

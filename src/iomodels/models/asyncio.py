@@ -157,6 +157,7 @@ class Server(BaseServer):
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
         if self._signals == 1:
+            self.begin_stop_clock()
             log.info("signal %s: stopping (again to exit at once)", signal.Signals(signum).name)
             self._stop.set()
         else:
@@ -215,11 +216,11 @@ class Server(BaseServer):
             server.close()
             for conn in list(self.connections):
                 conn.transport.close()
-            deadline = loop.time() + self.config.graceful_timeout_s
-            while self.connections and loop.time() < deadline:
+            deadline = self.flush_deadline  # time.monotonic(): loop.time() is uvloop's own clock
+            while self.connections and (left := deadline - time.monotonic()) > 0:
                 self.closed.clear()
                 try:
-                    await asyncio.wait_for(self.closed.wait(), deadline - loop.time())
+                    await asyncio.wait_for(self.closed.wait(), left)
                 except TimeoutError:
                     break
             for conn in list(self.connections):

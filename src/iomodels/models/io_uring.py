@@ -548,7 +548,6 @@ class Connection(LoopConnection, LoopWorkerMixin):
         loop._connection_closed()
 
 
-
 class Server(LoopServer):
     """The completion loop: one ring, one enter per turn."""
 
@@ -794,10 +793,7 @@ class Server(LoopServer):
         self._wake_w = wake_w  # call_soon_threadsafe() completes the wakeup recv too
         self._wakeup_closing = False
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        signals = StopSignals(
-            lambda: self._ready.append((self._begin_stop, None)),
-            lambda: self._ready.append((self._stop_now, None)),
-        ).install()
+        signals = StopSignals(self._stop_signal, self._stop_signal_again).install()
         try:
             ring.prep_recv_select(self._wake_r.fileno(), UD_WAKEUP, POOL_BGID)
             self._wakeup_armed = True
@@ -844,6 +840,8 @@ class Server(LoopServer):
         if self._wakeup_armed:
             self._prep_cancel(UD_WAKEUP, UD_CANCEL)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        if self.stop_started is not None:  # a signalled stop: within its budget
+            deadline = min(deadline, self.stop_deadline)
         while (
             self._zombies or self._accept_armed or self._wakeup_armed or self._quick or self._quick_queued
         ) and time.monotonic() < deadline:
