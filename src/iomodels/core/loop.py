@@ -180,7 +180,7 @@ class LoopServer(CallbackQueue, BaseServer):
     def _stop_signal(self) -> None:
         """The first SIGINT/SIGTERM (in the signal handler): start the stop
         budget's clock now, do the work on the loop."""
-        self.begin_stop_clock()
+        self.note_stop_signal()
         self._ready.append((self._begin_stop, None))
 
     def _stop_signal_again(self) -> None:

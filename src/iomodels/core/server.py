@@ -12,7 +12,7 @@ returns at once.  The exit status is 0 either way.
 The budget, ``graceful_timeout_s``, is the whole stop, from the signal to the
 process's exit: the flush, the aborts, joining threads, reaping children and
 the interpreter's own exit.  So the model starts the clock at the first
-signal (``begin_stop_clock``) and every later step waits only for what is
+signal (``note_stop_signal``) and every later step waits only for what is
 left of it: the flush until ``flush_deadline``, which keeps ``exit_reserve()``
 back for the rest, and joining or reaping until ``stop_deadline``.
 """
@@ -69,6 +69,18 @@ class ServerConfig:
     sigio_classic: bool = False  # sigio: plain SIGIO without the descriptor (rescan everything)
     uring_quick_sends: bool = True  # io_uring: sends post a CQE only on failure, where supported
     offload_workers: int = 4  # threads behind transport.run_in_worker (core/offload.py)
+
+
+@dataclass
+class ServerState:
+    """What the layers above a server may read while it runs, shared by the
+    server and the protocol factory (``protocols.resolve(spec, state)``): an
+    HTTP /health route answers 503 once ``stopping`` is set.  The model sets
+    ``stopping`` at the first stop signal, before anything else."""
+
+    model: str
+    protocol: str
+    stopping: bool = False
 
 
 def raise_nofile_limit() -> int:
@@ -153,8 +165,10 @@ class BaseServer:
         protocol_factory: Callable[[], Protocol],
         listener: socket.socket,
         announce: Callable[[], None] | None = None,
+        state: ServerState | None = None,
     ) -> None:
         self.config = config
+        self.state = state if state is not None else ServerState(config.model, config.protocol)
         self.protocol_factory = protocol_factory
         self.listener = listener
         self._announce = announce
@@ -163,9 +177,11 @@ class BaseServer:
 
     # ---- the stop budget (see the module docstring)
 
-    def begin_stop_clock(self) -> None:
-        """The first stop signal: start the budget.  Later calls keep it.
+    def note_stop_signal(self) -> None:
+        """The first stop signal, before anything else: the state says
+        stopping, and the budget's clock starts.  Later calls keep both.
         Safe in a signal handler (no lock, no IO)."""
+        self.state.stopping = True
         if self.stop_started is None:
             self.stop_started = time.monotonic()
 
@@ -183,7 +199,7 @@ class BaseServer:
 
     def _stop_origin(self) -> float:
         if self.stop_started is None:  # stopping without a signal (a test, an embedder)
-            self.begin_stop_clock()
+            self.note_stop_signal()
         return self.stop_started
 
     @classmethod
@@ -242,7 +258,8 @@ def run(config: ServerConfig) -> int:
     from iomodels import models, protocols
 
     server_cls = models.get(config.model)  # raises UnknownModel / ModelUnavailable
-    protocol_factory = protocols.resolve(config.protocol)  # raises IOModelsError
+    state = ServerState(config.model, config.protocol)
+    protocol_factory = protocols.resolve(config.protocol, state)  # raises IOModelsError
     limit = raise_nofile_limit()
     listener = make_listener(config.host, config.port, config.backlog)
 
@@ -251,7 +268,7 @@ def run(config: ServerConfig) -> int:
         sys.stdout.flush()
         log.info("model=%s protocol=%s open-file limit=%d", config.model, config.protocol, limit)
 
-    server = server_cls(config, protocol_factory, listener, announce)
+    server = server_cls(config, protocol_factory, listener, announce, state)
     try:
         server.serve_forever()
     finally:

@@ -234,7 +234,7 @@ class BlockingServer(BaseServer):
     # ---- stopping (these run in signal handlers, in the main thread: no locks)
 
     def request_stop(self) -> None:
-        self.begin_stop_clock()
+        self.note_stop_signal()
         self._stopping = True
         try:
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes every accept() with EINVAL

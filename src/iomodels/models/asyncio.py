@@ -100,7 +100,7 @@ class _Tracked(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         server = self._server
         limit = server.config.max_connections
-        if server.stopping or (limit and len(server.connections) >= limit):
+        if server.state.stopping or (limit and len(server.connections) >= limit):
             transport.abort()  # --max-connections: accepted and closed at once
             return
         self.transport = transport
@@ -137,7 +137,6 @@ class Server(BaseServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connections: set[_Tracked] = set()
-        self.stopping = False
         self.now = time.monotonic()
         self.closed: asyncio.Event
         self._stop: asyncio.Event
@@ -157,7 +156,7 @@ class Server(BaseServer):
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
         if self._signals == 1:
-            self.begin_stop_clock()
+            self.note_stop_signal()
             log.info("signal %s: stopping (again to exit at once)", signal.Signals(signum).name)
             self._stop.set()
         else:
@@ -212,7 +211,6 @@ class Server(BaseServer):
             await self._stop.wait()
             # Graceful stop: stop accepting, close each connection (asyncio
             # flushes the write buffer first), abort what is left at the deadline.
-            self.stopping = True
             server.close()
             for conn in list(self.connections):
                 conn.transport.close()

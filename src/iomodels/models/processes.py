@@ -131,7 +131,7 @@ class Server(BlockingServer):
     def request_stop(self) -> None:
         if self._is_child:
             return super().request_stop()
-        self.begin_stop_clock()
+        self.note_stop_signal()
         self._stopping = True
         try:
             self.listener.shutdown(socket.SHUT_RDWR)
