@@ -75,12 +75,27 @@ class CallbackQueue:
 
 
 class LoopConnection:
-    """How a connection of our own loops (readiness, io_uring) ends on an
-    error: the same for both.  Needs ``_protocol``, ``_peername``,
-    ``_closing``, ``_buffer`` and ``_finish(exc)`` (which the loop's own
-    connection defines: what it has to cancel or unregister differs)."""
+    """What the connections of our own loops (readiness, io_uring) share: how
+    one ends on an error, and its idle timeout.  Needs ``_loop``,
+    ``_protocol``, ``_peername``, ``_closing``, ``_buffer``, ``last_active``,
+    ``idle_timeout_s`` and ``_finish(exc)`` (which the loop's own connection
+    defines: what it has to cancel or unregister differs)."""
 
     __slots__ = ()
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """Close this connection (connection_lost gets a TimeoutError) after
+        ``seconds`` without progress, counted from now; None: the server's
+        default (--idle-timeout), 0: never."""
+        loop = self._loop
+        if seconds is None:
+            seconds = loop.config.idle_timeout_s
+        elif seconds < 0:
+            raise ValueError(f"idle timeout must be >= 0 seconds, not {seconds!r}")
+        self.idle_timeout_s = seconds
+        self.last_active = loop.now
+        if seconds > 0:
+            loop._watch_idle(seconds)
 
     def _fatal(self, exc: OSError) -> None:
         # Reset, broken pipe, timeout: this peer only; the server carries on.
@@ -124,6 +139,8 @@ class LoopServer(CallbackQueue, BaseServer):
         self._connections: dict[int, Any] = {}  # key -> open connection
         self._accept_paused_why = ""  # "", "exhausted" (EMFILE...) or "fd_setsize" (select)
         self._accept_retry: Timer | None = None
+        self._idle_period_s = 0.0  # how often _idle_sweep runs; 0: it does not
+        self._idle_sweeper: Timer | None = None
         self._stopping = False
 
     def _start_accepting(self) -> None:
@@ -164,16 +181,27 @@ class LoopServer(CallbackQueue, BaseServer):
             self.cancel_timer(self._accept_retry)
             self._resume_accepting()
 
-    # ---- idle timeout
+    # ---- idle timeout: a sweep over the connections, as often as the
+    # shortest timeout asked for needs (a quarter of it, at most 1 s): no
+    # timer per connection, nothing on the hot path but a last_active store.
+
+    def _watch_idle(self, limit_s: float) -> None:
+        """Sweep often enough for a connection whose limit is ``limit_s``."""
+        period_s = min(limit_s / 4, 1.0)
+        if self._idle_period_s and period_s >= self._idle_period_s:
+            return
+        self._idle_period_s = period_s
+        self.cancel_timer(self._idle_sweeper)
+        self._idle_sweeper = self.call_later(period_s, self._idle_sweep)
 
     def _idle_sweep(self) -> None:
-        idle_s = self.config.idle_timeout_s
-        horizon = self.now - idle_s
+        now = self.now
         for conn in list(self._connections.values()):
-            if conn.last_active < horizon:
-                log.debug("connection %s idle for %.1f s: closing", conn._peername, idle_s)
-                conn.abort()
-        self.call_later(min(idle_s / 4, 1.0), self._idle_sweep)
+            limit_s = conn.idle_timeout_s
+            if limit_s and now - conn.last_active > limit_s:
+                log.debug("connection %s idle for %.1f s: closing", conn._peername, limit_s)
+                conn._fatal(TimeoutError(f"no progress for {limit_s:g} s (idle timeout)"))
+        self._idle_sweeper = self.call_later(self._idle_period_s, self._idle_sweep)
 
     # ---- stopping
 

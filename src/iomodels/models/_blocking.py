@@ -55,10 +55,11 @@ class BlockingTransport:
     Call its methods from the worker's own thread (the protocol's callbacks run there).
     """
 
-    __slots__ = ("_sock", "_sendall", "_peername", "_closing", "_paused", "error")
+    __slots__ = ("_sock", "_sendall", "_peername", "_closing", "_paused", "_default_idle_s", "error")
 
-    def __init__(self, sock: socket.socket, peername: Any) -> None:
+    def __init__(self, sock: socket.socket, peername: Any, default_idle_s: float = 0.0) -> None:
         self._sock = sock
+        self._default_idle_s = default_idle_s  # --idle-timeout, what set_idle_timeout(None) restores
         self._sendall = sock.sendall
         self._peername = peername
         self._closing = False
@@ -70,8 +71,8 @@ class BlockingTransport:
             return
         try:
             self._sendall(data)  # blocks until the kernel has taken every byte
-        except BlockingIOError:  # SO_SNDTIMEO expired: no progress for idle_timeout
-            self.error = TimeoutError("idle timeout while sending")
+        except BlockingIOError:  # SO_SNDTIMEO expired: no progress for the idle timeout
+            self.error = TimeoutError("no progress while sending (idle timeout)")
             self._closing = True
         except OSError as exc:  # reset, broken pipe: this peer only
             self.error = exc
@@ -111,6 +112,15 @@ class BlockingTransport:
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """The kernel's own: SO_RCVTIMEO (no byte arrives) and SO_SNDTIMEO (no
+        byte leaves) for ``seconds``; None: the server's default, 0: never."""
+        if seconds is None:
+            seconds = self._default_idle_s
+        elif seconds < 0:
+            raise ValueError(f"idle timeout must be >= 0 seconds, not {seconds!r}")
+        set_socket_timeouts(self._sock, seconds)
+
     def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None:
         """Inline: this connection's thread is already its own worker (core/offload.py)."""
         future = run_inline(func, *args)
@@ -121,6 +131,16 @@ class BlockingTransport:
 def _timeval(seconds: float) -> bytes:
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+def set_socket_timeouts(sock: socket.socket, seconds: float) -> None:
+    """A blocking recv()/send() that waits ``seconds`` fails with EAGAIN (0: never)."""
+    value = _timeval(seconds)  # a zero timeval means "no timeout" to the kernel
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    except OSError:  # the peer may already have gone: the next recv() says so
+        pass
 
 
 class BlockingServer(BaseServer):
@@ -141,9 +161,8 @@ class BlockingServer(BaseServer):
         configure_accepted(sock)
         idle_s = self.config.idle_timeout_s
         if idle_s > 0:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(idle_s))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(idle_s))
-        transport = BlockingTransport(sock, peername)
+            set_socket_timeouts(sock, idle_s)
+        transport = BlockingTransport(sock, peername, idle_s)
         key = id(transport)
         self._active[key] = sock
         protocol = self.protocol_factory()
@@ -159,7 +178,7 @@ class BlockingServer(BaseServer):
                 try:
                     data = recv(RECV_SIZE)  # phase 1 (wait) and phase 2 (copy), blocked
                 except BlockingIOError:  # SO_RCVTIMEO expired
-                    log.debug("connection %s idle for %.1f s: closing", peername, idle_s)
+                    transport.error = TimeoutError("no byte arrived (idle timeout)")
                     break
                 except OSError as error:
                     transport.error = error

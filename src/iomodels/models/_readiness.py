@@ -112,6 +112,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         "_closed",
         "_peername",
         "last_active",
+        "idle_timeout_s",
     )
 
     def __init__(self, loop: ReadinessServer, sock: socket.socket, peername: Any) -> None:
@@ -130,6 +131,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         self._closed = False
         self._peername = peername
         self.last_active = loop.now
+        self.idle_timeout_s = loop.config.idle_timeout_s  # set_idle_timeout(); 0: never
 
     # ---- protocol-facing API (the Transport protocol)
 
@@ -448,7 +450,7 @@ class ReadinessServer(LoopServer):
             self._poller.register(wake_r.fileno(), READ)
             self._start_accepting()
             if self.config.idle_timeout_s > 0:
-                self.call_later(min(self.config.idle_timeout_s / 4, 1.0), self._idle_sweep)
+                self._watch_idle(self.config.idle_timeout_s)
             self.announce()
             self._run()
         finally:

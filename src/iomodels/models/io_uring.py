@@ -189,6 +189,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         "_closed",
         "_peername",
         "last_active",
+        "idle_timeout_s",
     )
 
     def __init__(self, loop: Server, sock: socket.socket, conn_id: int, peername: Any) -> None:
@@ -215,6 +216,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         self._closed = False
         self._peername = peername
         self.last_active = loop.now
+        self.idle_timeout_s = loop.config.idle_timeout_s  # set_idle_timeout(); 0: never
 
     # ---- protocol-facing API (the Transport protocol)
 
@@ -799,7 +801,7 @@ class Server(LoopServer):
             self._wakeup_armed = True
             self._start_accepting()
             if self.config.idle_timeout_s > 0:
-                self.call_later(min(self.config.idle_timeout_s / 4, 1.0), self._idle_sweep)
+                self._watch_idle(self.config.idle_timeout_s)
             log.debug(
                 "io_uring: setup %s; multishot accept %s, recv %s; quick sends %s; recv pool %d x %d B",
                 "|".join(ring.setup_flag_names) or "none",
