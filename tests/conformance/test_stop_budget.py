@@ -97,3 +97,18 @@ def test_zero_budget_exits_at_once(model):
         sock, _ = stuck_client(server)
         stop_within(server, 0.5)
         sock.close()
+
+
+OFFLOADING = [p for p in model_params() if p.id not in ("blocking", "threads", "processes", "threadpool")]
+
+
+@pytest.mark.parametrize("model", OFFLOADING)
+def test_a_busy_offload_worker_does_not_hold_the_exit(model):
+    """The offload workers are joined within the budget too.  (The blocking
+    models run the job inline on the connection's own thread: no pool.)"""
+    with Server(model, "--graceful-timeout", "1", protocol="models.served_protocols:LongJob") as server:
+        with server.connect() as sock:
+            sock.sendall(b"go")
+            assert sock.recv(2) == b"go"
+            stop_within(server, 1.0)
+        assert "offload worker(s) still busy at the stop deadline" in server.stderr()

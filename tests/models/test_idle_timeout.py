@@ -15,7 +15,7 @@ from helpers import Server, expect_eof, model_params, no_reply_within, recv_exac
 
 pytestmark = pytest.mark.timeout(60)
 
-PROTOCOLS = "models.idle_protocols"
+PROTOCOLS = "models.served_protocols"
 EARLIEST_S = 0.45  # the timeout, less the clock's granularity
 LATEST_S = 1.5  # the timeout plus a sweep period, plus a loaded machine's delays
 

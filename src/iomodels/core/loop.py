@@ -1,10 +1,16 @@
-"""What every event loop of this project shares: a call_soon queue and timers,
-and (LoopServer) the connection bookkeeping above the IO.
+"""What the event loops of this project share, written once: a call_soon
+queue and timers (CallbackQueue), the transport calls that do not depend on
+how the IO is done (LoopConnection), and the server around the IO
+(LoopServer): serve_forever's scaffolding (the signal wakeup socket,
+signal.set_wakeup_fd, StopSignals), admission of an accepted connection,
+the connection table, pausing accepts when descriptors run out, the idle
+sweep and the graceful stop.
 
 Used by the readiness loop (models/_readiness.py) and the completion loop
-(models/io_uring.py); the blocking models have no loop, and asyncio/uvloop
-bring their own.  The owner sets ``now`` once per loop turn (time.monotonic),
-so timers compare against one clock reading per turn, not one per timer.
+(models/io_uring.py): what is left in those is how each waits and does IO.
+The blocking models have no loop, and asyncio/uvloop bring their own.  The
+owner sets ``now`` once per loop turn (time.monotonic), so timers compare
+against one clock reading per turn, not one per timer.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ import heapq
 import itertools
 import logging
 import os
+import signal
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from iomodels.core.server import ACCEPT_RETRY_DELAY_S, BaseServer
+from iomodels.core.server import ACCEPT_RETRY_DELAY_S, BaseServer, StopSignals
 
 log = logging.getLogger("iomodels")
 
@@ -59,6 +66,20 @@ class CallbackQueue:
         if timer is not None:
             timer[3] = False  # lazily dropped when it reaches the top of the heap
 
+    def _run_ready(self) -> None:
+        """The end of a loop turn: run what is queued now; what these queue runs next turn."""
+        ready = self._ready
+        for _ in range(len(ready)):
+            callback, arg = ready.popleft()
+            callback(arg)
+
+    def _drain_ready(self) -> None:
+        """At exit: run everything still queued (the connection_lost calls)."""
+        ready = self._ready
+        while ready:
+            callback, arg = ready.popleft()
+            callback(arg)
+
     def _run_timers(self) -> float | None:
         """Run due timers; return seconds until the next one (None: none)."""
         timers = self._timers
@@ -75,13 +96,48 @@ class CallbackQueue:
 
 
 class LoopConnection:
-    """What the connections of our own loops (readiness, io_uring) share: how
-    one ends on an error, and its idle timeout.  Needs ``_loop``,
-    ``_protocol``, ``_peername``, ``_closing``, ``_buffer``, ``last_active``,
-    ``idle_timeout_s`` and ``_finish(exc)`` (which the loop's own connection
-    defines: what it has to cancel or unregister differs)."""
+    """What the connections of our own loops (readiness, io_uring) share:
+    close/abort/get_extra_info, how one ends on an error, its idle timeout.
+    Needs ``_loop``, ``_sock``, ``_protocol``, ``_peername``, ``_closing``,
+    ``_buffer``, ``last_active``, ``idle_timeout_s``, and two methods of the
+    loop's own connection, where the loops differ: ``_finish(exc)`` (what it
+    has to cancel or unregister) and ``_flush_before_close()``."""
 
     __slots__ = ()
+
+    def _flush_before_close(self) -> bool:
+        """close(): True if output is still pending, after arranging for the
+        connection to finish once it is flushed; False to finish now."""
+        raise NotImplementedError
+
+    # ---- protocol-facing API (the Transport protocol) that is the same on both loops
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if not self._flush_before_close():
+            self._finish(None)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._buffer.clear()
+        self._finish(None)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._peername
+        if name == "sockname":
+            try:
+                return self._sock.getsockname()
+            except OSError:  # closed
+                return default
+        if name == "socket":
+            return self._sock
+        return default
 
     def set_idle_timeout(self, seconds: float | None) -> None:
         """Close this connection (connection_lost gets a TimeoutError) after
@@ -126,9 +182,10 @@ class LoopConnection:
 
 class LoopServer(CallbackQueue, BaseServer):
     """What the two event-loop servers (readiness, io_uring) share above their
-    IO: the connection table, pausing accepts when descriptors run out, the
-    idle sweep and the graceful stop.  A subclass supplies how it accepts
-    (``_start_accepting`` / ``_stop_accepting``); its connections offer
+    IO.  A subclass supplies its IO: ``_open_io()`` (the poller or the ring,
+    made in the serving thread), ``_watch_wakeup(sock)``, ``_run()`` (the
+    loop turns), ``_close_io()`` (abort, drain, close), and how it accepts
+    (``_start_accepting`` / ``_stop_accepting``).  Its connections offer
     ``close()`` (flush, then close), ``abort()``, ``last_active`` and
     ``_peername``, and call ``_connection_closed()`` once their fd is free.
     """
@@ -142,12 +199,86 @@ class LoopServer(CallbackQueue, BaseServer):
         self._idle_period_s = 0.0  # how often _idle_sweep runs; 0: it does not
         self._idle_sweeper: Timer | None = None
         self._stopping = False
+        self._wake_r: socket.socket | None = None  # the signal wakeup socket, while serving
+        self._stats: dict[str, int] = {"accepted": 0, "rejected": 0}  # the loop adds its own
+
+    # ---- what the loop supplies
+
+    def _open_io(self) -> None:
+        raise NotImplementedError
+
+    def _watch_wakeup(self, sock: socket.socket) -> None:
+        """Make the loop's wait return when ``sock`` becomes readable."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _close_io(self) -> None:
+        """Abort what is open, run the last callbacks, release the IO."""
+        raise NotImplementedError
 
     def _start_accepting(self) -> None:
         raise NotImplementedError
 
     def _stop_accepting(self) -> None:
         raise NotImplementedError
+
+    # ---- serving
+
+    def serve_forever(self) -> None:
+        """Serve until stopped.  Signals: a Python handler runs only when the
+        wait returns, so the C-level handler writes to a wakeup socket
+        (signal.set_wakeup_fd) that the wait watches; the Python handler only
+        queues the work (asyncio does the same).  call_soon_threadsafe()
+        wakes the wait through the same socket."""
+        self._open_io()  # here, in the serving thread: SINGLE_ISSUER rings belong to it
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        self._wake_r, self._wake_w = wake_r, wake_w
+        old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        signals = StopSignals(self._stop_signal, self._stop_signal_again).install()
+        try:
+            self._watch_wakeup(wake_r)
+            self._start_accepting()
+            if self.config.idle_timeout_s > 0:
+                self._watch_idle(self.config.idle_timeout_s)
+            self.announce()
+            self._run()
+        finally:
+            signals.restore()
+            signal.set_wakeup_fd(old_wakeup)
+            try:
+                self._close_io()
+            finally:
+                self._wake_w = None
+                wake_r.close()
+                wake_w.close()
+
+    def _admit(self) -> bool:
+        """An accept succeeded: may the connection be served?  No beyond
+        --max-connections (it is closed at once) or once stopping."""
+        if self._accept_paused_why == "exhausted":
+            self._accept_paused_why = ""  # descriptors again: the episode is over
+        limit = self.config.max_connections
+        if (limit and len(self._connections) >= limit) or self._stopping:
+            self._stats["rejected"] += 1
+            return False
+        return True
+
+    def _start_protocol(self, conn: Any) -> bool:
+        """A new connection, in the table: its protocol's connection_made.
+        False if that raised (the connection is closed)."""
+        self._stats["accepted"] += 1
+        protocol = self.protocol_factory()
+        conn._protocol = protocol
+        try:
+            protocol.connection_made(conn)
+        except Exception as exc:
+            conn._protocol_error(exc, "connection_made")
+            return False
+        return True
 
     # ---- accepting when descriptors run out
 

@@ -1,7 +1,8 @@
 """Server lifecycle shared by every model: configuration, the listening socket,
 the ready line, the open-file limit and signal handling.
 
-A model subclasses :class:`BaseServer` and implements ``serve_forever()``:
+``iomodels.serve.run`` puts them together for the CLI.  A model subclasses
+:class:`BaseServer` and implements ``serve_forever()``:
 install its stop handlers, call ``self.announce()`` once it can accept, serve
 until stopped, and leave no socket, thread or child process behind.
 
@@ -25,7 +26,6 @@ import os
 import resource
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -251,28 +251,3 @@ class StopSignals:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
-
-
-def run(config: ServerConfig) -> int:
-    """Serve until stopped; the CLI's ``serve``.  Raises IOModelsError for bad input."""
-    from iomodels import models, protocols
-
-    server_cls = models.get(config.model)  # raises UnknownModel / ModelUnavailable
-    state = ServerState(config.model, config.protocol)
-    protocol_factory = protocols.resolve(config.protocol, state)  # raises IOModelsError
-    limit = raise_nofile_limit()
-    listener = make_listener(config.host, config.port, config.backlog)
-
-    def announce() -> None:
-        sys.stdout.write(ready_line(listener, config.model, config.protocol) + "\n")
-        sys.stdout.flush()
-        log.info("model=%s protocol=%s open-file limit=%d", config.model, config.protocol, limit)
-
-    server = server_cls(config, protocol_factory, listener, announce, state)
-    try:
-        server.serve_forever()
-    finally:
-        server.workers.shutdown()
-        listener.close()
-    log.info("stopped")
-    return 0

@@ -102,7 +102,6 @@ import errno
 import itertools
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -115,7 +114,6 @@ from iomodels.core.protocol import HIGH_WATER, LOW_WATER
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_SKIP_ERRNOS,
-    StopSignals,
     configure_accepted,
 )
 
@@ -249,25 +247,6 @@ class Connection(LoopConnection, LoopWorkerMixin):
             self._buffer += data
         self._check_high_water()
 
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        if self._sending is None:
-            if self._buffer or self._quick_pending():
-                self._loop._unsettled.append(self)  # _settle flushes, then finishes
-            else:
-                self._finish(None)
-        # else: flushing; _send_done finishes once the buffer is empty.
-
-    def abort(self) -> None:
-        self._closing = True
-        self._buffer.clear()
-        self._finish(None)
-
-    def is_closing(self) -> bool:
-        return self._closing
-
     def pause_reading(self) -> None:
         # A one-shot recv is simply not re-armed (see _recv_done); a
         # multishot one is cancelled.  What completes meanwhile is stashed.
@@ -288,18 +267,6 @@ class Connection(LoopConnection, LoopWorkerMixin):
             self._loop._ready.append((self._deliver_stash, None))
         else:
             self._arm_recv()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peername":
-            return self._peername
-        if name == "sockname":
-            try:
-                return self._sock.getsockname()
-            except OSError:
-                return default
-        if name == "socket":
-            return self._sock
-        return default
 
     def get_write_buffer_size(self) -> int:
         sending = self._sending
@@ -475,6 +442,14 @@ class Connection(LoopConnection, LoopWorkerMixin):
 
     # ---- internals
 
+    def _flush_before_close(self) -> bool:
+        if self._sending is not None:
+            return True  # _send_done finishes once the buffer is empty
+        if self._buffer or self._quick_pending():
+            self._loop._unsettled.append(self)  # _settle flushes, then finishes
+            return True
+        return False
+
     def _send(self, data: bytes, offset: int = 0) -> None:
         """An ordinary send (one CQE, waits in the kernel for room): the one in flight."""
         self._sending = data
@@ -597,14 +572,15 @@ class Server(LoopServer):
         self._accepting = False  # we want connections
         self._accept_armed = False  # an accept SQE is in the kernel
         self._wakeup_armed = False
-        self._stats = {
-            "enters": 0,
-            "completions": 0,
-            "submitted": 0,
-            "accepted": 0,
-            "rejected": 0,
-            "quick_failed": 0,
-        }
+        self._wakeup_closing = False  # _shutdown: the wakeup recv is not re-armed
+        # The hot path's bound callables (_open_ring): these run per completion.
+        self._pool_mem: Any = None  # the recv pool's mmap
+        self._recycle: Callable[[int], None] | None = None
+        self._flush_recycled: Callable[[], None] | None = None
+        self._prep_recv: Callable[..., None] | None = None
+        self._prep_send: Callable[..., None] | None = None
+        self._prep_cancel: Callable[[int, int], None] | None = None
+        self._stats.update(enters=0, completions=0, submitted=0, quick_failed=0)
         # Quick sends by user_data -> (SQE template, bytes): _quick, staged
         # since the last reap; _quick_queued, written into the SQ just before
         # the enter (_queue_quick); _quick_settling, submitted by the last
@@ -641,8 +617,6 @@ class Server(LoopServer):
         if not flags & F_MORE:
             self._accept_armed = False
         if res >= 0:
-            if self._accept_paused_why == "exhausted":
-                self._accept_paused_why = ""
             self._accepted(res)
         elif -res in ACCEPT_RESOURCE_ERRNOS:
             self._accept_exhausted(-res)
@@ -652,9 +626,7 @@ class Server(LoopServer):
             self._arm_accept()
 
     def _accepted(self, fd: int) -> None:
-        limit = self.config.max_connections
-        if (limit and len(self._connections) >= limit) or self._stopping:
-            self._stats["rejected"] += 1
+        if not self._admit():
             os.close(fd)  # --max-connections: accepted and closed at once
             return
         listener = self.listener
@@ -673,15 +645,8 @@ class Server(LoopServer):
         self._handlers[conn._ud_quick] = conn._quick_done
         if self._quick_sends:
             conn._quick_sqe = self._ring.quick_send_template(conn._fd, conn._ud_quick)
-        self._stats["accepted"] += 1
-        protocol = self.protocol_factory()
-        conn._protocol = protocol
-        try:
-            protocol.connection_made(conn)
-        except Exception as exc:
-            conn._protocol_error(exc, "connection_made")
-            return
-        conn._arm_recv()
+        if self._start_protocol(conn):
+            conn._arm_recv()
 
     # ---- the signal wakeup
 
@@ -783,50 +748,35 @@ class Server(LoopServer):
         self._quick_sends = self.quick_sends and self.config.uring_quick_sends and ring.supports_quick_send
         return ring
 
-    def serve_forever(self) -> None:
-        # The ring is created here, in the serving thread: SINGLE_ISSUER
-        # rings belong to the thread that made them.
+    def _open_io(self) -> None:
         ring = self._open_ring()
         self._handlers[UD_ACCEPT] = self._accept_done
         self._handlers[UD_WAKEUP] = self._wakeup_done
-        self._wake_r, wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        wake_w.setblocking(False)
-        self._wake_w = wake_w  # call_soon_threadsafe() completes the wakeup recv too
-        self._wakeup_closing = False
-        old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        signals = StopSignals(self._stop_signal, self._stop_signal_again).install()
-        try:
-            ring.prep_recv_select(self._wake_r.fileno(), UD_WAKEUP, POOL_BGID)
-            self._wakeup_armed = True
-            self._start_accepting()
-            if self.config.idle_timeout_s > 0:
-                self._watch_idle(self.config.idle_timeout_s)
-            log.debug(
-                "io_uring: setup %s; multishot accept %s, recv %s; quick sends %s; recv pool %d x %d B",
-                "|".join(ring.setup_flag_names) or "none",
-                "yes" if self._multishot_accept else "no",
-                "yes" if self._multishot_recv else "no",
-                "yes" if self._quick_sends else "no",
-                POOL_COUNT,
-                POOL_SIZE,
-            )
-            self.announce()
-            self._run()
-        finally:
-            signals.restore()
-            signal.set_wakeup_fd(old_wakeup)
-            try:
-                self._shutdown()
-            finally:
-                self._wake_w = None
-                wake_w.close()
-                log.info("io_uring statistics: %s", self._format_stats())
+        log.debug(
+            "io_uring: setup %s; multishot accept %s, recv %s; quick sends %s; recv pool %d x %d B",
+            "|".join(ring.setup_flag_names) or "none",
+            "yes" if self._multishot_accept else "no",
+            "yes" if self._multishot_recv else "no",
+            "yes" if self._quick_sends else "no",
+            POOL_COUNT,
+            POOL_SIZE,
+        )
+
+    def _watch_wakeup(self, sock: socket.socket) -> None:
+        # A recv always armed on it: a signal always completes something.
+        self._ring.prep_recv_select(sock.fileno(), UD_WAKEUP, POOL_BGID)
+        self._wakeup_armed = True
 
     def _format_stats(self) -> str:
         return " ".join(
             f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.statistics().items()
         )
+
+    def _close_io(self) -> None:
+        try:
+            self._shutdown()
+        finally:
+            log.info("io_uring statistics: %s", self._format_stats())
 
     def _shutdown(self) -> None:
         """Leave nothing behind: abort what is open, cancel the accept and
@@ -853,9 +803,7 @@ class Server(LoopServer):
             ring.submit_and_wait(1, timeout=0.05)
             self.now = time.monotonic()
             self._dispatch(ring.reap())
-        for callback, arg in self._ready:  # the connection_lost calls still queued
-            callback(arg)
-        self._ready.clear()
+        self._drain_ready()  # the connection_lost calls still queued
         if self._zombies or self._accept_armed:
             # Never free memory the kernel may still write: leave the pool
             # mapped (closing the ring fd below ends those requests).
@@ -865,7 +813,6 @@ class Server(LoopServer):
         else:
             self._pool.close()
         ring.close()
-        self._wake_r.close()
 
     def _run(self) -> None:
         ring = self._ring
@@ -874,7 +821,6 @@ class Server(LoopServer):
         reap = ring.reap
         dispatch = self._dispatch
         ready = self._ready
-        popleft = ready.popleft
         stats = self._stats
         monotonic = time.monotonic
         recycled = self._recycle.__self__  # the list of buffers to give back
@@ -897,10 +843,8 @@ class Server(LoopServer):
                 enters += 1
                 completions += len(cqes)
                 dispatch(cqes)
-                # Run only what is queued now: callbacks queued by these run next turn.
-                for _ in range(len(ready)):
-                    callback, arg = popleft()
-                    callback(arg)
+                if ready:
+                    self._run_ready()
                 timeout = self._run_timers() if self._timers else None
                 if self._stopping and not self._connections and not self._zombies and not ready:
                     return

@@ -1,10 +1,12 @@
-"""Protocols for tests/models/test_idle_timeout.py, loaded by the server
-under test as ``--protocol models.idle_protocols:NAME`` (tests/ is on its
-PYTHONPATH, see helpers.Server)."""
+"""Protocols for tests/models/test_idle_timeout.py and
+tests/conformance/test_stop_budget.py, loaded by the server under test as
+``--protocol models.served_protocols:NAME`` (tests/ is on its PYTHONPATH,
+see helpers.Server)."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 from iomodels.protocols.echo import EchoProtocol
 
@@ -29,4 +31,14 @@ class IdleUntilData(IdleHalfSecond):
 
     def data_received(self, data: bytes) -> None:
         self.transport.set_idle_timeout(None)
+        super().data_received(data)
+
+
+class LongJob(EchoProtocol):
+    """Hands a 60 s job to the offload workers at the first byte, and echoes."""
+
+    def data_received(self, data: bytes) -> None:
+        if not getattr(self, "started", False):
+            self.started = True
+            self.transport.run_in_worker(time.sleep, 60)
         super().data_received(data)
