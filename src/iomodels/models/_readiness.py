@@ -2,8 +2,9 @@
 
 These models differ only in how they *wait*: each supplies a :class:`Poller`
 (register / modify / unregister / wait / close, as Redis's ae backends and
-CPython's selectors).  Everything else, accepting, reading, writing, flow
-control, timers, signals and the graceful stop, lives here, once, so that a
+CPython's selectors).  Everything else lives once: accepting, reading,
+writing and flow control here; timers, signals, admission, the idle sweep
+and the graceful stop in core/loop.py, shared with the io_uring loop.  So a
 diff of ``select.py`` against ``epoll.py`` is exactly the lesson.
 
 Event masks use poll(2)'s bits, which epoll shares (EPOLLIN == POLLIN == 1,
