@@ -1,8 +1,9 @@
 """``iomodels serve``: one model's server, from its configuration to its exit.
 
-Apart from core/server.py so that the model registry (models/__init__.py),
-which core/server.py's BaseServer is imported by, is not imported back by
-it: models -> core.server, and serve -> models, protocols, core.server.
+Not in core/server.py, to keep the imports one-way: the model registry
+(models/__init__.py) imports core.server for BaseServer, and run() needs the
+registry.  So models -> core.server, and serve -> models, protocols,
+core.server; nothing imports serve but the CLI.
 """
 
 from __future__ import annotations
