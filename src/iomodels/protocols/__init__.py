@@ -24,8 +24,9 @@ def names() -> list[str]:
     return list(PROTOCOLS)
 
 
-def resolve(spec: str) -> Callable[[], Protocol]:
-    """A protocol factory from a built-in name or ``module:callable``."""
+def resolve(spec: str, state: object = None) -> Callable[[], Protocol]:
+    """A protocol factory from a built-in name or ``module:callable``.
+    ``state`` (the server's ServerState) is for protocols that report on it."""
     if spec in PROTOCOLS:
         return PROTOCOLS[spec]
     module_name, sep, attr = spec.partition(":")
