@@ -52,6 +52,20 @@ class ServerConfig:
     sigio_classic: bool = False  # sigio: plain SIGIO without the descriptor (rescan everything)
     uring_quick_sends: bool = True  # io_uring: sends post a CQE only on failure, where supported
     offload_workers: int = 4  # threads behind transport.run_in_worker (core/offload.py)
+    # --protocol http (protocols/http/, docs/http.md)
+    http_keepalive_timeout_s: float = 5.0  # idle keep-alive connection closed after this
+    http_header_timeout_s: float = 10.0  # first byte of a request to the end of its head
+    http_max_body: int = 1024**3  # bytes; over it: 413
+    http_min_body_rate: float = 240.0  # bytes/s after a 5 s grace; 0: no minimum
+
+
+@dataclass
+class ServerState:
+    """What a running server shares with its protocols (``/health`` reads ``stopping``)."""
+
+    model: str
+    protocol: str
+    stopping: bool = False
 
 
 def raise_nofile_limit() -> int:
@@ -199,7 +213,8 @@ def run(config: ServerConfig) -> int:
     from iomodels import models, protocols
 
     server_cls = models.get(config.model)  # raises UnknownModel / ModelUnavailable
-    protocol_factory = protocols.resolve(config.protocol)  # raises IOModelsError
+    state = ServerState(config.model, config.protocol)
+    protocol_factory = protocols.resolve(config.protocol, state=state, config=config)  # IOModelsError
     limit = raise_nofile_limit()
     listener = make_listener(config.host, config.port, config.backlog)
 
