@@ -61,7 +61,10 @@ class ServerConfig:
 
 @dataclass
 class ServerState:
-    """What a running server shares with its protocols (``/health`` reads ``stopping``)."""
+    """What the layers above a server may read while it runs, shared by the
+    server and the protocol factory (``protocols.resolve(spec, state)``): an
+    HTTP /health route answers 503 once ``stopping`` is set.  The model sets
+    ``stopping`` at the first stop signal, before anything else."""
 
     model: str
     protocol: str
@@ -214,7 +217,7 @@ def run(config: ServerConfig) -> int:
 
     server_cls = models.get(config.model)  # raises UnknownModel / ModelUnavailable
     state = ServerState(config.model, config.protocol)
-    protocol_factory = protocols.resolve(config.protocol, state=state, config=config)  # IOModelsError
+    protocol_factory = protocols.resolve(config.protocol, state, config)  # raises IOModelsError
     limit = raise_nofile_limit()
     listener = make_listener(config.host, config.port, config.backlog)
 

@@ -11,15 +11,17 @@ Writes: inside one data_received() every response is collected and written
 with one transport.write(), so a pipelined batch costs one send.
 
 Timers (``transport.set_idle_timeout``: close after that many seconds without
-a byte from the peer), re-armed only when the value changes, so a keep-alive
-client that sends whole requests costs no timer call at all:
+progress, no byte in and none of the pending output out; None: the server's
+--idle-timeout), re-armed only when the value changes, so a keep-alive client
+that sends whole requests costs no timer call at all:
     waiting for a request       --keepalive-timeout (the first: --header-timeout)
     inside a request head       what is left of --header-timeout since its first
                                 byte (and the core checks the elapsed time on each
                                 data_received, so a byte-a-second trickle is cut)
-    inside a request body       --header-timeout without a byte; the core also
+    inside a request body       --header-timeout without progress; the core also
                                 enforces --min-body-rate
-    our output backed up, or a response pending: none (the peer is not late)
+    our output backed up, or a response pending: None, the server's default
+                                (the peer is not the one late)
 """
 
 from __future__ import annotations
