@@ -128,6 +128,7 @@ class HttpProtocol(Protocol):
         "_eof",
         "_closing",
         "_armed",
+        "_keepalive_s",
     )
 
     def __init__(self, settings: HttpSettings | None = None) -> None:
@@ -149,6 +150,7 @@ class HttpProtocol(Protocol):
         self._held = False  # request complete, response not: later requests wait
         self._write_paused = self._reading_paused = self._eof = self._closing = False
         self._armed: float | None = -1.0
+        self._keepalive_s = self.settings.keepalive_timeout_s
         self._arm(self.settings.limits.header_timeout_s)
 
     def data_received(self, data: bytes) -> None:
@@ -160,7 +162,12 @@ class HttpProtocol(Protocol):
             self._process()
         finally:
             self._out = None
-            self._flush(out)
+            if out and self.transport is not None:
+                self._write(out[0] if len(out) == 1 else b"".join(out))
+        # The keep-alive steady state (whole requests, all answered, the
+        # keep-alive timer already armed) needs no timer work: test it inline.
+        if self._handler is None and self._core.state is IDLE and self._armed == self._keepalive_s:
+            return
         if not self._closing:
             self._update_timer(now)
 

@@ -52,15 +52,6 @@ class Handler:
         pass
 
 
-class Answered(Handler):
-    """The response went out with the head; the body, if any, is skipped."""
-
-    __slots__ = ()
-
-    def end(self) -> None:
-        self.protocol.finish()
-
-
 class StreamHandler(Handler):
     """POST /echo and /upper: each body piece goes out as a chunk as it arrives,
     so memory stays bounded whatever the upload; back-pressure is the
@@ -118,7 +109,11 @@ class Upper(StreamHandler):
         return self._upper.finish()
 
 
-def index(protocol: HttpProtocol, request: Request) -> Handler:
+# A route is called with the request's head.  It answers at once (and returns
+# None: the protocol skips the body) or returns the Handler that will.
+
+
+def index(protocol: HttpProtocol, request: Request) -> None:
     model = html.escape(protocol.settings.model)
     items = "".join(
         f"<li><code>{' '.join(sorted(m.decode() for m in methods))} {path.decode()}</code>: {what}</li>"
@@ -129,25 +124,21 @@ def index(protocol: HttpProtocol, request: Request) -> Handler:
         f"<h1>iomodels: model {model}</h1><ul>{items}</ul></body></html>\n"
     ).encode()
     protocol.respond(200, (HTML,), page)
-    return Answered(protocol, request)
 
 
-def health(protocol: HttpProtocol, request: Request) -> Handler:
+def health(protocol: HttpProtocol, request: Request) -> None:
     if protocol.settings.stopping():
         protocol.respond(503, (TEXT,), b"stopping\n")
     else:
         protocol.respond(200, (TEXT,), b"ok\n")
-    return Answered(protocol, request)
 
 
-def plaintext(protocol: HttpProtocol, request: Request) -> Handler:
+def plaintext(protocol: HttpProtocol, request: Request) -> None:
     protocol.respond_fixed(PLAINTEXT, request)
-    return Answered(protocol, request)
 
 
-def json(protocol: HttpProtocol, request: Request) -> Handler:
+def json(protocol: HttpProtocol, request: Request) -> None:
     protocol.respond_fixed(JSON, request)
-    return Answered(protocol, request)
 
 
 GET = frozenset({b"GET", b"HEAD"})
