@@ -136,3 +136,30 @@ def test_server_still_answers_after_the_fuzz(fuzz_server: Server) -> None:
         sock.sendall(get(b"/plaintext"))
         assert read_responses(sock, 1)[0].body == b"Hello, World!"
     assert "Traceback" not in fuzz_server.stderr()
+
+
+# ---- the same invariant without sockets, cut at every kind of boundary
+
+
+@settings(max_examples=EXAMPLES * 5, deadline=None, database=None)
+@given(data=generated() | mutated(), cuts=st.lists(st.integers(1, 64), max_size=20), eof=st.booleans())
+def test_fuzz_protocol_over_a_fake_transport(data: bytes, cuts: list[int], eof: bool) -> None:
+    """Any bytes, cut anywhere: the protocol raises nothing and writes only
+    valid responses; once it closes it writes nothing more."""
+    from fake import FakeTransport
+
+    from iomodels.protocols.http import HttpProtocol
+
+    proto = HttpProtocol()
+    transport = FakeTransport()
+    transport.protocol = proto
+    proto.connection_made(transport)
+    pos = 0
+    for cut in [*cuts, len(data)]:
+        if pos >= len(data) or transport.closed:
+            break
+        proto.data_received(data[pos : pos + cut])
+        pos += cut
+    if eof and not transport.closed:
+        proto.eof_received()
+    check_answer(bytes(transport.written))

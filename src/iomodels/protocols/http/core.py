@@ -242,14 +242,6 @@ class HttpConnection:
             ):
                 self._fail(RemoteError(408, "request body slower than the minimum rate"))
 
-    def check_time(self, now: float) -> RemoteError | None:
-        """The same deadlines as receive_data, for a caller whose timer fired."""
-        if self.state is HEAD and now - self.head_started_at > self.limits.header_timeout_s:
-            error = RemoteError(408, "request head not complete in time")
-            self._fail(error)
-            return error
-        return None
-
     def restart_body_clock(self, now: float) -> None:
         """Reading was paused by us (back-pressure): the peer is not to blame."""
         self.body_started_at = now
