@@ -17,8 +17,8 @@ from iomodels.protocols.upper import upper_reference
 
 from helpers import Server, model_params
 
-MAX_BODY = 1024 * 1024
-HEADER_TIMEOUT_S = 1.5
+MAX_BODY = 32 * 1024 * 1024
+HEADER_TIMEOUT_S = 1.0
 
 
 @pytest.fixture(scope="module", params=model_params())
@@ -213,6 +213,42 @@ def test_slowloris_is_cut_at_the_header_deadline(http_server: Server) -> None:
         closed = closed or closed_by_peer(sock, timeout=5)
     assert closed and time.monotonic() - start < HEADER_TIMEOUT_S + 8
     assert ask(http_server, get(b"/plaintext"))[0].status == 200
+
+
+def test_echo_upload_that_is_not_read_is_held_back_not_buffered(http_server: Server) -> None:
+    """The client sends 24 MiB and reads nothing: the server must stop reading
+    (back-pressure) rather than buffer it; then everything comes back."""
+    total = 24 * 1024 * 1024
+    payload = bytes(range(251)) * (total // 251 + 1)
+    payload = payload[:total]
+    baseline = http_server.rss_bytes()
+    with connect(http_server) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % total)
+        sock.setblocking(False)
+        view = memoryview(payload)
+        stalled_since = None
+        deadline = time.monotonic() + 20
+        while view and time.monotonic() < deadline:
+            try:
+                view = view[sock.send(view[: 1024 * 1024]) :]
+                stalled_since = None
+            except BlockingIOError:
+                stalled_since = stalled_since or time.monotonic()
+                if time.monotonic() - stalled_since > 0.5:
+                    break
+                time.sleep(0.01)
+        assert view, "the server took 24 MiB it could not send back: no back-pressure"
+        grown = http_server.rss_bytes() - baseline
+        assert grown < 16 * 1024 * 1024, f"server grew by {grown} bytes"
+        sock.setblocking(True)
+        rest = bytes(view)
+        sender = threading.Thread(target=sock.sendall, args=(rest,))
+        sender.start()
+        try:
+            [r] = read_responses(sock, 1, timeout=60)
+        finally:
+            sender.join(60)
+        assert r.status == 200 and r.body == payload
 
 
 CURL = shutil.which("curl")

@@ -24,12 +24,14 @@ class Response:
 
 def split_response(buf: bytes, head_only: bool = False, at_eof: bool = False):
     """(Response, rest) if ``buf`` starts with a whole response, else None.
-    Raises AssertionError on anything that is not a valid HTTP/1.1 response."""
+    Raises AssertionError on anything that is not a valid HTTP/1.1 response.
+    Works on offsets, copying only a complete response: a reader calls it
+    again on every recv() of a large body."""
     end = buf.find(b"\r\n\r\n")
     if end < 0:
         assert len(buf) < 70_000, "response head too long"
         return None
-    lines = buf[:end].split(b"\r\n")
+    lines = bytes(buf[:end]).split(b"\r\n")
     match = STATUS_RE.match(lines[0])
     assert match, f"bad status line {lines[0]!r}"
     headers: dict[bytes, bytes] = {}
@@ -38,56 +40,57 @@ def split_response(buf: bytes, head_only: bool = False, at_eof: bool = False):
         assert sep and name and b" " not in name, f"bad header line {line!r}"
         headers[name.lower()] = value
     status = int(match.group(1))
-    rest = buf[end + 4 :]
+    start = end + 4
     if head_only or status < 200 or status in (204, 304):
-        return Response(status, headers, b""), rest
+        return Response(status, headers, b""), buf[start:]
     assert b"date" in headers and b"server" in headers, headers
     if b"content-length" in headers:
         n = int(headers[b"content-length"])
-        if len(rest) < n:
+        if len(buf) < start + n:
             return None
-        return Response(status, headers, rest[:n]), rest[n:]
+        return Response(status, headers, bytes(buf[start : start + n])), buf[start + n :]
     if headers.get(b"transfer-encoding") == b"chunked":
-        body = bytearray()
-        pos = 0
+        spans = []
+        pos = start
         while True:
-            eol = rest.find(b"\r\n", pos)
+            eol = buf.find(b"\r\n", pos)
             if eol < 0:
                 return None
-            size = int(rest[pos:eol], 16)
+            size = int(buf[pos:eol], 16)
             if size == 0:
-                if len(rest) < eol + 4:
+                if len(buf) < eol + 4:
                     return None
-                assert rest[eol + 2 : eol + 4] == b"\r\n", "no CRLF after the last chunk"
-                return Response(status, headers, bytes(body)), rest[eol + 4 :]
-            if len(rest) < eol + 2 + size + 2:
+                assert buf[eol + 2 : eol + 4] == b"\r\n", "no CRLF after the last chunk"
+                body = b"".join(buf[a : a + n] for a, n in spans)
+                return Response(status, headers, body), buf[eol + 4 :]
+            if len(buf) < eol + 4 + size:
                 return None
-            body += rest[eol + 2 : eol + 2 + size]
-            assert rest[eol + 2 + size : eol + 4 + size] == b"\r\n", "chunk not followed by CRLF"
+            spans.append((eol + 2, size))
+            assert buf[eol + 2 + size : eol + 4 + size] == b"\r\n", "chunk not followed by CRLF"
             pos = eol + 4 + size
     assert headers.get(b"connection") == b"close", "a body with no length must end with the connection"
     if not at_eof:
         return None
-    return Response(status, headers, rest), b""
+    return Response(status, headers, bytes(buf[start:])), b""
 
 
 def read_responses(sock: socket.socket, count: int, head_only=(), timeout: float = TIMEOUT_S):
     """Read ``count`` responses (indexes in ``head_only`` answer HEAD requests)."""
     responses: list[Response] = []
-    buf = b""
+    buf = bytearray()  # grows in place: a large body costs no quadratic copying
     eof = False
     deadline = time.monotonic() + timeout
     while len(responses) < count:
         parsed = split_response(buf, len(responses) in head_only, eof)
         if parsed is not None:
             responses.append(parsed[0])
-            buf = parsed[1]
+            buf = bytearray(parsed[1])
             continue
         assert not eof, f"EOF after {len(responses)} of {count} responses; left {buf[:200]!r}"
         left = deadline - time.monotonic()
         assert left > 0, f"timed out after {len(responses)} of {count} responses"
         sock.settimeout(left)
-        chunk = sock.recv(256 * 1024)
+        chunk = sock.recv(1024 * 1024)
         eof = not chunk
         buf += chunk
     assert not buf, f"unexpected bytes after the responses: {buf[:200]!r}"
