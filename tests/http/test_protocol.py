@@ -119,6 +119,14 @@ def test_head_has_the_get_headers_and_no_body() -> None:
     assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b'{"message":"Hello, World!"}')
 
 
+def test_absolute_form_targets_reach_the_routes() -> None:
+    proto, t = connect()
+    for target in (b"http://a:8/plaintext", b"HTTP://a/plaintext?x=1", b"http://a", b"http://a?q", b"*"):
+        proto.data_received(b"GET %s HTTP/1.1\r\n\r\n" % target)
+    statuses = [r[0] for r in parse_responses(t.take())]
+    assert statuses == [200, 200, 200, 200, 404]
+
+
 def test_wrong_method_is_405_with_allow_and_keeps_the_connection() -> None:
     proto, t = connect()
     proto.data_received(b"POST /plaintext HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /echo HTTP/1.1\r\n\r\n")

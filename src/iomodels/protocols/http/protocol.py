@@ -52,6 +52,18 @@ _monotonic = time.monotonic
 _time = time.time
 
 
+def _origin_form(target: bytes) -> bytes:
+    """``http://host:port/path?q`` -> ``/path?q``; anything else unchanged."""
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return target
+    slash = rest.find(b"/")
+    query = rest.find(b"?")
+    if slash < 0 or 0 <= query < slash:
+        return b"/" + rest[query:] if query >= 0 else b"/"
+    return rest[slash:]
+
+
 class HttpSettings:
     """What the connections of one server share: limits, timeouts, the model's
     name, the stopping flag and the per-second caches (Date, fixed responses)."""
@@ -233,6 +245,8 @@ class HttpProtocol(Protocol):
         self._chunked = self._no_body = self._continue_sent = False
         self._close_after = not request.keep_alive or request.upgrade or self.settings.stopping()
         target = request.target
+        if target[:1] != b"/":  # absolute-form, which servers must accept (RFC 9112 3.2.2)
+            target = _origin_form(target)
         query = target.find(b"?")
         route = ROUTES.get(target if query < 0 else target[:query])
         if route is None:
