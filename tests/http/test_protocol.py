@@ -180,6 +180,21 @@ def test_expect_continue_is_sent_once_before_the_body() -> None:
     assert (status, body) == (200, b"ok") and not t.closed
 
 
+def test_expect_continue_is_ignored_without_a_body_or_from_http10() -> None:
+    proto, t = connect()
+    proto.data_received(b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n")
+    proto.data_received(b"GET /nope HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")
+    data = t.take()
+    assert b"100 Continue" not in data and not t.closed
+    assert [r[0] for r in parse_responses(data)] == [200, 404]
+    proto.data_received(
+        b"POST /echo HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+    )
+    assert t.take() == b""  # no 100 for HTTP/1.0: the client sends its body anyway
+    proto.data_received(b"ok")
+    assert t.take().endswith(b"\r\n\r\nok")
+
+
 def test_expect_continue_refused_closes_after_the_answer() -> None:
     proto, t = connect()
     proto.data_received(b"POST /nope HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")

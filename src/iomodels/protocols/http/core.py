@@ -308,6 +308,10 @@ class HttpConnection:
         if version != "1.1" and version != "1.0":
             raise RemoteError(505, f"HTTP/{version} not supported")
         request.http_version = version
+        if version == "1.0":  # RFC 9110 10.1.1: MUST ignore a 1.0 request's 100-continue
+            request.expect_continue = False
+        elif request.expect_continue and not request.has_body:
+            request.expect_continue = False  # nothing to wait for
         request.keep_alive = parser.should_keep_alive()
         request.upgrade = parser.should_upgrade() or request.method == b"CONNECT"
         self.state = BODY
