@@ -166,6 +166,8 @@ class HttpProtocol(Protocol):
         self._arm(self.settings.limits.header_timeout_s)
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:  # bytes already in flight when we closed: nobody will answer them
+            return
         now = _monotonic()
         self.settings.tick(_time())
         self._out = out = []
