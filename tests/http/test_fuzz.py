@@ -6,7 +6,7 @@ send, the server answers with zero or more valid HTTP/1.1 responses and
 closes (the last one may be cut short only if its body was being streamed);
 it never hangs, never crashes, and still answers a fresh client afterwards.
 
-Bounded for CI: IOMODELS_HTTP_FUZZ_EXAMPLES per model (default 150); set it
+Bounded for CI: IOMODELS_HTTP_FUZZ_EXAMPLES per model (default 200); set it
 to thousands for a real campaign.
 """
 
@@ -23,7 +23,7 @@ from wire import get, read_responses, split_response
 
 from helpers import Server, model_params
 
-EXAMPLES = int(os.environ.get("IOMODELS_HTTP_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("IOMODELS_HTTP_FUZZ_EXAMPLES", "200"))
 IO_DEADLINE_S = 8.0
 
 SEEDS = [
