@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         default="upper",
         type=_protocol,
-        help="upper (default), echo, or MODULE:CALLABLE for a protocol of your own",
+        help="upper (default), echo, http (HTTP/1.1, needs the [http] extra; docs/http.md), "
+        "or MODULE:CALLABLE for a protocol of your own",
     )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; ::1 for IPv6)"
@@ -120,6 +121,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="io_uring model only: 'quick' sends post a completion only when they fail or fall "
         "short (IOSQE_CQE_SKIP_SUCCESS + MSG_DONTWAIT), where the kernel allows it; 'plain': "
         "every send posts one (default quick)",
+    )
+    http = serve.add_argument_group("--protocol http (see docs/http.md)")
+    http.add_argument(
+        "--keepalive-timeout",
+        type=_at_least(0.001, float),
+        default=5.0,
+        metavar="SECONDS",
+        help="close a keep-alive connection idle between requests for this long (default 5)",
+    )
+    http.add_argument(
+        "--header-timeout",
+        type=_at_least(0.001, float),
+        default=10.0,
+        metavar="SECONDS",
+        help="a request head must be complete this long after its first byte, and a body may "
+        "not stall longer (default 10)",
+    )
+    http.add_argument(
+        "--max-body",
+        type=_at_least(0),
+        default=1024**3,
+        metavar="BYTES",
+        help="larger request bodies get 413 (default 1073741824, 1 GiB)",
+    )
+    http.add_argument(
+        "--min-body-rate",
+        type=_at_least(0, float),
+        default=240.0,
+        metavar="BYTES_PER_S",
+        help="a request body slower than this after a 5 s grace is cut with 408 (default 240; 0: off)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
@@ -199,6 +230,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         sigio_classic=args.sigio_classic,
         uring_quick_sends=args.uring_sends == "quick",
         offload_workers=args.offload_workers,
+        http_keepalive_timeout_s=args.keepalive_timeout,
+        http_header_timeout_s=args.header_timeout,
+        http_max_body=args.max_body,
+        http_min_body_rate=args.min_body_rate,
     )
     try:
         return run(config)

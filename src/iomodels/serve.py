@@ -22,7 +22,7 @@ def run(config: ServerConfig) -> int:
     """Serve until stopped; the CLI's ``serve``.  Raises IOModelsError for bad input."""
     server_cls = models.get(config.model)  # raises UnknownModel / ModelUnavailable
     state = ServerState(config.model, config.protocol)
-    protocol_factory = protocols.resolve(config.protocol, state)  # raises IOModelsError
+    protocol_factory = protocols.resolve(config.protocol, state, config)  # raises IOModelsError
     limit = raise_nofile_limit()
     listener = make_listener(config.host, config.port, config.backlog)
 

@@ -70,6 +70,11 @@ class ServerConfig:
     sigio_classic: bool = False  # sigio: plain SIGIO without the descriptor (rescan everything)
     uring_quick_sends: bool = True  # io_uring: sends post a CQE only on failure, where supported
     offload_workers: int = 4  # threads behind transport.run_in_worker (core/offload.py)
+    # --protocol http (protocols/http/, docs/http.md)
+    http_keepalive_timeout_s: float = 5.0  # idle keep-alive connection closed after this
+    http_header_timeout_s: float = 10.0  # first byte of a request to the end of its head
+    http_max_body: int = 1024**3  # bytes; over it: 413
+    http_min_body_rate: float = 240.0  # bytes/s after a 5 s grace; 0: no minimum
 
 
 @dataclass

@@ -30,29 +30,52 @@ def upper_reference(data: bytes) -> bytes:
     return data.decode("utf-8", "surrogateescape").upper().encode("utf-8", "surrogateescape")
 
 
+class UpperCaser:
+    """The streaming rule, without IO: ``feed(chunk)`` and ``finish()`` return
+    the upper-cased bytes that can go out now.  UpperProtocol and the http
+    protocol's ``POST /upper`` both use it."""
+
+    __slots__ = ("_decoder", "_clean")
+
+    def __init__(self) -> None:
+        self._decoder = _Decoder("surrogateescape")
+        self._clean = True  # the decoder holds no partial character
+
+    def feed(self, data: bytes) -> bytes:
+        # Fast path: ASCII with no partial character pending.  bytes.upper()
+        # maps exactly a-z, which is what the full path does to ASCII.
+        if self._clean and data.isascii():
+            return data.upper()
+        text = self._decoder.decode(data)
+        self._clean = not self._decoder.getstate()[0]
+        return text.upper().encode("utf-8", "surrogateescape") if text else b""
+
+    def finish(self) -> bytes:
+        """What an incomplete character left at the end becomes: itself."""
+        tail = self._decoder.decode(b"", final=True)
+        self._clean = True
+        return tail.upper().encode("utf-8", "surrogateescape") if tail else b""
+
+
 class UpperProtocol(Protocol):
-    __slots__ = ("transport", "_write", "_decoder", "_clean")
+    __slots__ = ("transport", "_write", "_upper")
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         self._write = transport.write
-        self._decoder = _Decoder("surrogateescape")
-        self._clean = True  # the decoder holds no partial character
+        self._upper = UpperCaser()
 
     def data_received(self, data: bytes) -> None:
-        # Fast path: ASCII with no partial character pending.  bytes.upper()
-        # maps exactly a-z, which is what the full path does to ASCII.
-        if self._clean and data.isascii():
+        upper = self._upper
+        if upper._clean and data.isascii():  # feed()'s fast path, without the call
             self._write(data.upper())
             return
-        text = self._decoder.decode(data)
-        self._clean = not self._decoder.getstate()[0]
-        if text:
-            self._write(text.upper().encode("utf-8", "surrogateescape"))
+        out = upper.feed(data)
+        if out:
+            self._write(out)
 
     def eof_received(self) -> None:
-        tail = self._decoder.decode(b"", final=True)
-        self._clean = True
+        tail = self._upper.finish()
         if tail:
-            self._write(tail.upper().encode("utf-8", "surrogateescape"))
+            self._write(tail)
         return None
