@@ -31,7 +31,9 @@ def test_parse_output_without_result_line_says_so():
 
 
 def test_command_pipelines_the_path_and_refuses_nonsense():
-    argv = wrk.command("http://127.0.0.1:8080/json", connections=4, duration_s=2, pipeline=16, script_path="s")
+    argv = wrk.command(
+        "http://127.0.0.1:8080/json", connections=4, duration_s=2, pipeline=16, script_path="s"
+    )
     assert argv[-2:] == ["16", "/json"] and "-c4" in argv and "-t1" in argv
     with pytest.raises(ValueError):
         wrk.command("http://127.0.0.1:1/", connections=0, duration_s=1, script_path="s")
@@ -42,9 +44,14 @@ def test_summary_takes_medians_and_ratios_to_the_floor():
         return {"target": target, "kind": kind, "connections": 100, "rps": rps, "p50_us": 100,
                 "p99_us": 900, "cpu_us_per_req": cpu, "errors": 0}  # fmt: skip
 
-    cells = [cell("nginx", "peer", 5.0, 9e4), cell("nginx", "peer", 7.0, 8e4), cell("nginx", "peer", 6.0, 1e5),
-             cell("epoll", "model", 30.0, 2e4), cell("uvicorn", "peer", 24.0, 2.5e4),
-             {"target": "kqueue", "kind": "model", "connections": 100, "skipped": "Linux has no kqueue"}]  # fmt: skip
+    cells = [
+        cell("nginx", "peer", 5.0, 9e4),
+        cell("nginx", "peer", 7.0, 8e4),
+        cell("nginx", "peer", 6.0, 1e5),
+        cell("epoll", "model", 30.0, 2e4),
+        cell("uvicorn", "peer", 24.0, 2.5e4),
+        {"target": "kqueue", "kind": "model", "connections": 100, "skipped": "Linux has no kqueue"},
+    ]
     rows = {r["target"]: r for r in runner.summarize(cells)}
     assert rows["nginx"]["cpu_us_per_req"] == 6.0 and rows["nginx"]["runs"] == 3
     assert rows["epoll"]["cpu_vs_nginx"] == pytest.approx(5.0)
