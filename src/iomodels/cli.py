@@ -1,6 +1,6 @@
 """The command line: argument parsing and one library call per subcommand.
 
-No sockets here: ``serve`` calls core.server.run, ``client`` calls client.main,
+No sockets here: ``serve`` calls serve.run, ``client`` calls client.main,
 ``models`` reads the registry.
 """
 

@@ -60,7 +60,7 @@ Why this file is over 600 lines: the connection's transport and the loop
   are one state machine seen from two sides (every completion handler
   reads and writes both); what is shared with the readiness loop lives in
   core/loop.py and the quick-send state in _io_uring_quick.py.
-Facts that shaped this code (kernel 6.18, this machine; see also uring.py):
+Facts that shaped this code (kernel 6.18; see also the uring/ package):
   - Multishot accept (5.19+): one SQE, a CQE per connection with F_MORE;
     re-armed when a CQE comes without F_MORE (errors such as EMFILE end it).
   - Multishot recv with buffer selection (6.0+): one SQE per connection, a
@@ -665,9 +665,10 @@ class Server(LoopServer):
                 and flags & F_MORE
                 and not (conn._closing or conn._reading_paused or conn._stash)
             ):
-                # The hot path, inlined (a call is ~0.1 us): data, the
-                # multishot recv stays armed, deliver it.  Copy it out of
-                # the pool and give the buffer back at once.
+                # The hot path, inlined (a frame per request shows: BENCHMARKS.md,
+                # "The ring layer's unit costs"): data, the multishot recv stays
+                # armed, deliver it.  Copy it out of the pool and give the
+                # buffer back at once.
                 bid = flags >> BUFFER_SHIFT
                 start = bid * POOL_SIZE
                 data = pool_mem[start : start + res]
