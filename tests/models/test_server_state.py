@@ -106,9 +106,9 @@ def test_run_shares_one_state_between_the_server_and_the_protocol_factory(monkey
     given: dict[str, object] = {}
     real_resolve = protocols.resolve
 
-    def resolve(spec: str, state: object = None):
+    def resolve(spec: str, state: object = None, config: object = None):
         given["resolve"] = state
-        return real_resolve(spec, state)
+        return real_resolve(spec, state, config)
 
     class Probe:
         name = "probe"
