@@ -99,3 +99,38 @@ def test_wrk_measures_nginx_without_errors():
     assert row["requests"] > 100 and row["errors"] == 0
     assert 0 < row["p50_us"] <= row["p99_us"] <= row["max_us"]
     assert row["cpu_us_per_req"] > 0
+
+
+@needs_wrk
+def test_compare_http_runs_a_model_beside_a_peer_and_writes_its_files(tmp_path):
+    """The CLI end to end, as small as it goes: one model, one peer, one cell each."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "iomodels", "compare", "--protocol", "http", "--models", "epoll",
+         "--peers", "nginx", "--connections", "4", "--duration", "1s", "--warmup", "0s",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads((tmp_path / "results.json").read_text())
+    rows = {r["target"]: r for r in doc["summary"]}
+    assert rows["epoll"]["rps"] > 0 and rows["epoll"]["errors"] == 0
+    if peers.get("nginx").available()[0]:
+        assert rows["nginx"]["errors"] == 0 and "cpu_vs_nginx" in rows["epoll"]
+    else:
+        assert "not installed" in rows["nginx"]["note"]
+    assert "epoll" in (tmp_path / "table.txt").read_text() and "epoll" in done.stdout
+
+
+def test_compare_http_refuses_an_unknown_peer():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "iomodels", "compare", "--protocol", "http", "--peers", "apache"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and "apache" in done.stderr and "nginx" in done.stderr
