@@ -1,0 +1,645 @@
+"""WSGI (PEP 3333) applications on the http protocol, on every model: ``--app MODULE:CALLABLE``.
+
+Who runs the app (``WsgiApp.mode``, decided once per server from the model):
+    "thread"  the blocking models (blocking, threads, processes, threadpool):
+              each connection already has a thread (or process) of its own,
+              so the app runs right there, inside data_received, as gunicorn's
+              sync worker does.  wsgi.input recv()s the body from the socket
+              when the app reads it; write() is sendall(), which blocks while
+              the client does not read: back-pressure for free.
+    "worker"  the event-loop models: the app runs on the server's worker pool
+              (``transport.run_in_worker``, as waitress runs apps on its
+              threads), and talks to the loop thread through a condition
+              variable and a thread-safe call onto the loop (``loop_caller``).
+    "inline"  ``--app-inline`` on an event-loop model: the app runs on the loop
+              thread itself, for apps that never block.  The body is buffered
+              (up to --max-body) before the app is called, since reading a
+              body that has not arrived would block the loop.
+
+Bodies stream both ways with bounded memory:
+- in: the loop hands each body piece to ``InputStream``; above INPUT_HIGH
+  buffered bytes the protocol pauses reading the socket, and the app's reads
+  resume it below INPUT_LOW.  A read with nothing buffered blocks the worker
+  until the loop delivers (or the request ends, or the client goes).
+- out: the app's iterable is pulled a block at a time, each block handed to
+  the transport before the next is pulled (PEP 3333: no block held back), and
+  a worker pulls the next one only while less than HIGH_WATER of its output is
+  unwritten and the transport is not paused (pause_writing/resume_writing): a
+  generator of 1 GiB is never buffered.  A list (hello world) goes out in one
+  write, with a Content-Length computed here when the app gave none.
+
+The iterable's close() is always called, on the thread that iterated it, as
+soon as the response ends, fails, or the client goes away (a worker waiting on
+the loop is woken at once by connection_lost).  An app that raises gets a 500
+if no header went out, else the connection is cut (the client sees a
+truncated response); the traceback is logged and the server carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import sys
+import threading
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from iomodels.core.errors import IOModelsError
+from iomodels.core.protocol import HIGH_WATER
+from iomodels.protocols.http.core import END_OF_MESSAGE, LAST_CHUNK, RemoteError
+from iomodels.protocols.http.protocol import _origin_form
+from iomodels.protocols.http.wsgi_streams import (
+    ERRORS,
+    INPUT_HIGH,
+    ClientDisconnected,
+    FileWrapper,
+    InputStream,
+)
+
+log = logging.getLogger("iomodels")
+
+RECV_SIZE = 64 * 1024  # the thread mode's recv() for wsgi.input
+NO_BODY_STATUSES = frozenset({204, 304})
+# Hop-by-hop fields (RFC 9110 7.6.1) are the server's business: an app's are dropped.
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-connection"}
+)
+
+
+def load_app(spec: str) -> Any:
+    """``module:callable`` -> the callable, imported with the working directory
+    on sys.path (as gunicorn and uvicorn do)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise IOModelsError(f"--app {spec!r}: expected MODULE:CALLABLE")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise IOModelsError(f"cannot load --app {spec!r}: {exc}") from None
+    if not callable(target):
+        raise IOModelsError(f"--app {spec!r} is not callable")
+    return target
+
+
+def loop_caller(transport: Any) -> Any:
+    """A function ``call(callback, arg)`` that runs ``callback(arg)`` on the
+    connection's loop thread and may be called from any thread.
+
+    Our protocol API has no public thread-safe call (run_in_worker's ``done``
+    is the only way back, and it needs a free pool thread: apps blocked on
+    wsgi.input could hold them all and deadlock).  So: a transport's own
+    ``call_soon_threadsafe`` if it has one; asyncio's and uvloop's running
+    loop (called here, on the loop thread); our loops' CallbackQueue."""
+    call = getattr(transport, "call_soon_threadsafe", None)
+    if call is not None:
+        return call
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:
+        pass
+    loop = getattr(transport, "_loop", None)  # core/loop.py CallbackQueue (readiness, io_uring)
+    call = getattr(loop, "call_soon_threadsafe", None)
+    if call is None:
+        raise RuntimeError(f"no way to call back onto the loop of {type(transport).__name__}")
+    return call
+
+
+def is_blocking_model(model: str) -> bool:
+    """Whether ``model`` serves each connection on a thread or process of its
+    own.  The registry's class says so: the blocking models share
+    models/_blocking.py's BlockingServer, whose transport runs run_in_worker()
+    inline on the connection's thread.  On those, handing the app to a pool
+    would only add a hop: it runs where it is (the "thread" mode)."""
+    from iomodels import models
+    from iomodels.models._blocking import BlockingServer
+
+    return issubclass(models.server_class(model), BlockingServer)
+
+
+def make_wsgi_app(spec: str, model: str, inline: bool = False) -> WsgiApp:
+    """The per-server WSGI state for ``--app spec`` on ``model``."""
+    app = load_app(spec)
+    # --app-inline changes nothing on a blocking model: the connection's thread is the app's.
+    mode = "thread" if is_blocking_model(model) else "inline" if inline else "worker"
+    return WsgiApp(app, mode, multiprocess=model == "processes")
+
+
+class WsgiApp:
+    """What the connections of one server share: the app, the mode, the
+    environ's constant part."""
+
+    def __init__(self, app: Any, mode: str, multiprocess: bool = False) -> None:
+        if mode not in ("thread", "worker", "inline"):
+            raise ValueError(f"unknown WSGI mode {mode!r}")
+        self.app = app
+        self.mode = mode
+        self.base_environ = {
+            "SCRIPT_NAME": "",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": ERRORS,
+            "wsgi.multithread": mode != "inline",
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,  # read() returns b"" at the body's end, chunked too
+        }
+
+    def begin(self, protocol: Any, request: Any) -> None:
+        """A request's head arrived: serve it.  Sets ``protocol._handler``."""
+        handler = WsgiHandler(self, protocol, request)
+        protocol._handler = handler
+        handler.start()
+
+
+def _header_environ(environ: dict, headers) -> None:
+    for name, value in headers:
+        key = name.decode("latin-1").upper()
+        if "_" in key:
+            continue  # X_Forwarded_For would pass for X-Forwarded-For: drop it (as gunicorn does)
+        key = key.replace("-", "_")
+        text = value.decode("latin-1")
+        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
+            environ[key] = text
+            continue
+        key = "HTTP_" + key
+        if key in environ:
+            environ[key] += "," + text  # RFC 9110 5.3: one field, values joined
+        else:
+            environ[key] = text
+
+
+class WsgiHandler:
+    """One request served by the app.  The protocol calls ``body()``,
+    ``end()``, ``pause_writing()``, ``resume_writing()`` and
+    ``connection_lost()`` on the loop thread (or the connection's thread)."""
+
+    __slots__ = (
+        "wsgi",
+        "protocol",
+        "request",
+        "input",
+        "_cond",
+        "_call",
+        "_status",
+        "_headers",
+        "_length",
+        "_sent",
+        "_head_sent",
+        "_chunked",
+        "_no_body",
+        "_pending",
+        "_keep_alive",
+        "_begun",
+        "_in_flight",
+        "_write_paused",
+        "_input_paused",
+        "_resume_asked",
+        "_gone",
+        "_app_done",
+        "_iterator",
+        "_result",
+    )
+
+    def __init__(self, wsgi: WsgiApp, protocol: Any, request: Any) -> None:
+        self.wsgi = wsgi
+        self.protocol = protocol
+        self.request = request
+        self._status: bytes | None = None
+        self._headers: list | None = None
+        self._length: int | None = None  # the app's Content-Length
+        self._sent = 0  # body bytes framed so far
+        self._head_sent = False
+        self._chunked = False
+        self._no_body = False
+        self._pending: list[bytes] = []  # framed output not yet written
+        self._keep_alive = False
+        self._begun = False  # the protocol was told the response started
+        self._in_flight = 0  # worker mode: bytes handed to the loop, not yet written
+        self._write_paused = False
+        self._input_paused = False
+        self._resume_asked = False
+        self._gone = False  # the connection closed: stop at the next step
+        self._app_done = False
+        self._iterator: Any = None
+        self._result: Any = None
+        mode = wsgi.mode
+        if mode == "worker":
+            self._cond = threading.Condition()
+            self._call = loop_caller(protocol.transport)
+            self.input = InputStream(self._cond, self._wait_for_input, self._input_drained)
+        else:
+            self._cond = None
+            self._call = None
+            self.input = InputStream(None, self._pump if mode == "thread" else self._no_input)
+
+    # ---- the protocol's side (loop thread, or the connection's thread)
+
+    def start(self) -> None:
+        protocol = self.protocol
+        if self.request.expect_continue:
+            protocol.send_continue()  # PEP 3333 allows it up front; curl waits for it
+        mode = self.wsgi.mode
+        if mode == "worker":
+            protocol.transport.run_in_worker(self._run_worker, done=self._worker_finished)
+        elif mode == "thread":
+            self._run_here()
+        # inline: at end(), once the body is complete
+
+    def body(self, data: bytes) -> None:
+        if self._app_done:
+            return  # the app answered without reading it all: drop the rest
+        cond = self._cond
+        if cond is None:
+            self.input.feed(data)
+            return
+        with cond:
+            self.input.feed(data)
+            cond.notify_all()
+            paused = self.input.size > INPUT_HIGH and not self._input_paused
+            if paused:
+                self._input_paused = True
+                self._resume_asked = False
+        if paused:
+            self.protocol.pause_input(True)
+
+    def end(self) -> None:
+        cond = self._cond
+        if cond is None:
+            self.input.eof = True
+            if self.wsgi.mode == "inline":
+                self._run_here()
+            return
+        with cond:
+            self.input.eof = True
+            cond.notify_all()
+
+    def pause_writing(self) -> None:
+        if self._cond is not None:
+            with self._cond:
+                self._write_paused = True
+        else:
+            self._write_paused = True
+
+    def resume_writing(self) -> None:
+        if self._cond is not None:
+            with self._cond:
+                self._write_paused = False
+                self._cond.notify_all()
+        else:
+            self._write_paused = False
+            if self.wsgi.mode == "inline" and self._iterator is not None and not self._app_done:
+                self._continue_inline()
+
+    def connection_lost(self) -> None:
+        self._gone = True
+        error = ClientDisconnected("the client went away")
+        if self._cond is not None:
+            with self._cond:
+                self.input.error = self.input.error or error
+                self._cond.notify_all()
+        else:
+            self.input.error = self.input.error or error
+            if self.wsgi.mode == "inline" and self._iterator is not None and not self._app_done:
+                self._app_done = True
+                self._close_result()
+
+    # ---- calling the app (any mode)
+
+    def _environ(self) -> dict:
+        request = self.request
+        protocol = self.protocol
+        environ = self.wsgi.base_environ.copy()
+        target = request.target
+        if target[:1] != b"/":
+            target = _origin_form(target)
+        path, _, query = target.partition(b"?")
+        if b"%" in path:
+            path = unquote_to_bytes(path)
+        environ["REQUEST_METHOD"] = request.method.decode("latin-1")
+        environ["PATH_INFO"] = path.decode("latin-1")
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        if request.http_version == "1.0":
+            environ["SERVER_PROTOCOL"] = "HTTP/1.0"
+        environ["wsgi.input"] = self.input
+        environ.update(protocol.address_environ())
+        _header_environ(environ, request.headers)
+        return environ
+
+    def _start_response(self, status: str, headers: list, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self._head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no cycle through the traceback
+        elif self._status is not None:
+            raise AssertionError("start_response called twice without exc_info")
+        if type(status) is not str or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
+            raise ValueError(f"bad WSGI status {status!r}")
+        self._status = status.encode("latin-1")
+        self._headers = headers
+        return self._write
+
+    def _write(self, data: bytes) -> None:
+        """The legacy write() callable start_response returns."""
+        self._add(data)
+        self._flush()
+
+    def _call_app(self) -> None:
+        """Call the app and pull its iterable until done or paused (inline)."""
+        result = self.wsgi.app(self._environ(), self._start_response)
+        self._result = result
+        if type(result) is list or type(result) is tuple:
+            # The whole body is here: one write, with a Content-Length.
+            if not self._head_sent and self._status is not None:
+                self._pending.append(self._head(sum(len(data) for data in result)))
+            for data in result:
+                self._add(data)
+            self._iterator = ()
+        else:
+            self._iterator = iter(result)
+
+    def _pull(self) -> bool:
+        """Pull the next block; True when the iterable has ended.
+
+        One block at a time: PEP 3333 forbids holding a block back while the
+        app computes the next (a generator may sleep between blocks).  A list
+        (the common small response) was taken whole by _call_app."""
+        for data in self._iterator:
+            if data:
+                self._add(data)
+                return False
+            if self._gone:
+                raise ClientDisconnected("the client went away")
+        return True
+
+    def _close_result(self) -> None:
+        result, self._result = self._result, None
+        self._iterator = None
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:
+                log.error("WSGI app's iterable close() raised", exc_info=exc)
+
+    # ---- framing (on the thread that runs the app)
+
+    def _head(self, known_length: int | None) -> bytes:
+        """The response head; ``known_length``: the whole body's size, when
+        the iterable ended before anything went out."""
+        if self._status is None:
+            raise AssertionError("the WSGI app returned without calling start_response")
+        protocol = self.protocol
+        request = self.request
+        code = int(self._status[:3])
+        lines = [b"HTTP/1.1 %s\r\nServer: %s\r\nDate: %s\r\n" % (self._status, *protocol.server_and_date())]
+        close = False
+        length = None
+        for name, value in self._headers:
+            name_bytes = name.encode("latin-1")
+            lowered = name_bytes.lower()
+            if lowered == b"content-length":
+                length = int(value)
+                continue
+            if lowered in HOP_BY_HOP:
+                if lowered == b"connection" and "close" in value.lower():
+                    close = True
+                continue
+            lines.append(b"%s: %s\r\n" % (name_bytes, value.encode("latin-1")))
+        head_request = request.method == b"HEAD"
+        bodiless = code < 200 or code in NO_BODY_STATUSES
+        if length is None and known_length is not None and not bodiless:
+            length = known_length
+        self._length = length
+        keep_alive = protocol.keep_alive_after(close)
+        if bodiless:
+            pass
+        elif length is not None:
+            lines.append(b"Content-Length: %d\r\n" % length)
+        elif request.http_version == "1.1":
+            self._chunked = not head_request
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            keep_alive = False  # HTTP/1.0: the close ends the body
+        if not keep_alive:
+            lines.append(b"Connection: close\r\n")
+        elif request.http_version == "1.0":
+            lines.append(b"Connection: keep-alive\r\n")
+        lines.append(b"\r\n")
+        self._keep_alive = keep_alive
+        self._no_body = head_request or bodiless
+        self._head_sent = True
+        return b"".join(lines)
+
+    def _add(self, data: bytes) -> None:
+        """Frame one piece of the body into the pending output."""
+        if type(data) is not bytes:
+            data = bytes(data)  # a bytearray or memoryview: PEP 3333 wants bytes, be lenient
+        pending = self._pending
+        if not self._head_sent:
+            if not data:
+                return
+            pending.append(self._head(None))
+        if self._no_body or not data:
+            return
+        length = self._length
+        if length is not None:
+            left = length - self._sent
+            if len(data) > left:
+                data = data[:left]  # more than the app announced: cut, and close after
+                self._keep_alive = False
+                self.protocol.keep_alive_after(True)
+        self._sent += len(data)
+        if self._chunked:
+            pending.append(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            pending.append(data)
+
+    def _finish_output(self) -> bool:
+        """Frame the end; False if the body fell short of its Content-Length."""
+        pending = self._pending
+        if not self._head_sent:
+            known = sum(len(piece) for piece in pending)
+            pending.insert(0, self._head(known))
+            if self._no_body:
+                pending[1:] = []
+            else:
+                self._sent = known
+        if self._chunked:
+            pending.append(LAST_CHUNK)
+        return self._no_body or self._length is None or self._sent >= self._length
+
+    def _take_pending(self) -> bytes:
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        return data
+
+    def _deliver(self, data: bytes, streaming: bool) -> None:
+        """Write on the protocol's thread; ``streaming``: now, not batched
+        with the rest of a pipelined batch (more of this response follows)."""
+        if not self._begun:
+            self._begun = True
+            self.protocol.response_begins(self._keep_alive)
+        self.protocol.write_now(data, streaming)
+
+    def _error_response(self, exc: BaseException) -> None:
+        """Log the app's failure and answer it (on the protocol's thread)."""
+        if isinstance(exc, ClientDisconnected) or self._gone:
+            return
+        log.error("WSGI app %r raised", self.wsgi.app, exc_info=exc)
+        if self._head_sent:
+            self.protocol.cut()
+        else:
+            self.protocol.respond_error(500, b"internal server error\n")
+
+    # ---- thread and inline modes: the app runs on the protocol's own thread
+
+    def _run_here(self) -> None:
+        try:
+            self._call_app()
+            inline = self.wsgi.mode == "inline"
+            while not self._pull():
+                self._flush()
+                if self._gone or self.protocol.transport is None:
+                    raise ClientDisconnected("the client went away")
+                if inline and self._write_paused:
+                    return  # resume_writing() continues
+            self._complete()
+        except Exception as exc:
+            self._app_done = True
+            self._close_result()
+            self._pending.clear()
+            self._error_response(exc)
+
+    def _continue_inline(self) -> None:
+        try:
+            while not self._pull():
+                self._flush()
+                if self._write_paused:
+                    return
+            self._complete()
+        except Exception as exc:
+            self._app_done = True
+            self._close_result()
+            self._pending.clear()
+            self._error_response(exc)
+
+    def _complete(self) -> None:
+        self._app_done = True
+        self._close_result()
+        whole = self._finish_output()
+        self._deliver(self._take_pending(), False)
+        if whole:
+            self.protocol.finish()
+        else:
+            self.protocol.cut()  # shorter than its Content-Length: the client must see it
+
+    def _flush(self) -> None:
+        """Hand the pending output to the transport (thread and inline modes),
+        or to the loop (worker mode)."""
+        if not self._pending:
+            return
+        if self._cond is not None:
+            self._flush_to_loop()
+            return
+        self._deliver(self._take_pending(), True)
+        if self.protocol.transport_closing():  # the write failed: the peer is gone
+            raise ClientDisconnected("the client went away")
+
+    def _no_input(self) -> None:  # inline: the body is complete before the app runs
+        self.input.eof = True
+
+    def _pump(self) -> None:
+        """Thread mode: recv() the next piece of the body for wsgi.input."""
+        protocol = self.protocol
+        for event in protocol.pump_body():
+            if type(event) is bytes:
+                self.input.feed(event)
+            elif event is END_OF_MESSAGE:
+                self.input.eof = True
+            elif isinstance(event, RemoteError):
+                self.input.error = ClientDisconnected(f"request body: {event}")
+            else:
+                self.input.error = ClientDisconnected("the client went away")
+
+    # ---- worker mode: the app on a pool thread, the loop writes
+
+    def _run_worker(self) -> bytes | BaseException | None:
+        """On a worker thread; the result goes to _worker_finished on the loop."""
+        try:
+            self._call_app()
+            while not self._pull():
+                self._flush_to_loop()
+            whole = self._finish_output()
+            data = self._take_pending()
+            return data if whole else ClientDisconnected("short body")
+        except BaseException as exc:
+            self._pending.clear()
+            return exc
+        finally:
+            self._app_done = True
+            self._close_result()
+
+    def _worker_finished(self, future) -> None:
+        """On the loop thread (not called if the connection closed meanwhile)."""
+        outcome = future.result()
+        if self._gone:
+            return
+        if type(outcome) is bytes:
+            self._deliver(outcome, False)
+            self.protocol.finish()
+        elif isinstance(outcome, ClientDisconnected) and str(outcome) == "short body":
+            self.protocol.cut()
+        elif isinstance(outcome, BaseException):
+            self._error_response(outcome)
+
+    def _flush_to_loop(self) -> None:
+        """Worker: hand the pending output to the loop; wait while the loop
+        has more than HIGH_WATER of ours unwritten, or the transport is paused."""
+        data = self._take_pending()
+        cond = self._cond
+        with cond:
+            while not self._gone and (self._write_paused or self._in_flight > HIGH_WATER):
+                cond.wait()
+            if self._gone:
+                raise ClientDisconnected("the client went away")
+            self._in_flight += len(data)
+        self._call(self._write_from_loop, data)
+
+    def _write_from_loop(self, data: bytes) -> None:
+        if not self._gone:
+            self._deliver(data, True)  # may call pause_writing() at once
+        with self._cond:
+            self._in_flight -= len(data)
+            self._cond.notify_all()
+
+    def _wait_for_input(self) -> None:
+        """Worker, lock held: nothing buffered; the loop will notify."""
+        if self._input_paused and not self._resume_asked:
+            self._input_drained()
+        self._cond.wait()
+
+    def _input_drained(self) -> None:
+        """Worker, lock held: the buffered body is low: let the loop read again."""
+        if self._input_paused and not self._resume_asked:
+            self._resume_asked = True
+            self._call(self._resume_input, None)
+
+    def _resume_input(self, _arg: Any = None) -> None:
+        with self._cond:
+            if not self._resume_asked:
+                return  # paused again since: the app will ask again
+            self._input_paused = False
+            self._resume_asked = False
+        if not self._gone:
+            self.protocol.pause_input(False)
