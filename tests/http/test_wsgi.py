@@ -103,6 +103,10 @@ def test_validated_app_on_one_keep_alive_connection(validated: Server) -> None:
         sock.sendall(post(b"/upload", b"x" * 300_000, b"Content-Type: application/x-test"))
         digest = hashlib.sha256(b"x" * 300_000).hexdigest()
         assert read_responses(sock, 1)[0].body == f"300000 {digest}".encode()
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        assert read_responses(sock, 1)[0].status == 100  # before the body is sent
+        sock.sendall(b"12345")
+        assert read_responses(sock, 1)[0].body == f"5 {hashlib.sha256(b'12345').hexdigest()}".encode()
         sock.sendall(post(b"/lines", b"first line\nsecond\nthird\n"))
         assert read_responses(sock, 1)[0].body == b"11|first line|2"
         sock.sendall(get(b"/stream?count=3&size=1024"))

@@ -417,7 +417,7 @@ class HttpProtocol(Protocol):
                 self.transport.resume_reading()
 
     def _update_timer(self, now: float) -> None:
-        if self._write_paused or self._held:
+        if self._write_paused or self._held or self._input_paused:
             self._arm(None)
             return
         state = self._core.state
@@ -497,9 +497,19 @@ class HttpProtocol(Protocol):
         return self._closing or transport is None or transport.is_closing()
 
     def pause_input(self, paused: bool) -> None:
-        """A WSGI app's buffered body is above / back below its bound."""
+        """A WSGI app's buffered body is above / back below its bound.  While
+        we hold the peer back, neither the body-stall timer nor the minimum
+        body rate may blame it."""
         self._input_paused = paused
         self._update_reading()
+        if self._closing:
+            return
+        if paused:
+            self._arm(None)
+        else:
+            now = _monotonic()
+            self._core.restart_body_clock(now)
+            self._update_timer(now)
 
     def pump_body(self):
         """The blocking models: the next event of the current request's body

@@ -246,6 +246,7 @@ class WsgiHandler:
         protocol = self.protocol
         if self.request.expect_continue:
             protocol.send_continue()  # PEP 3333 allows it up front; curl waits for it
+            protocol.write_now(b"", True)  # out now: the thread mode recv()s the body next
         mode = self.wsgi.mode
         if mode == "worker":
             protocol.transport.run_in_worker(self._run_worker, done=self._worker_finished)
