@@ -239,7 +239,8 @@ def _cmd_models() -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from iomodels.core.server import ServerConfig, configure_logging, run
+    from iomodels.core.server import ServerConfig, configure_logging
+    from iomodels.serve import run
 
     configure_logging(getattr(logging, args.log_level.upper()))
     ok, reason = models.available(args.model)

@@ -1,7 +1,8 @@
 """io_uring quick sends (IOSQE_CQE_SKIP_SUCCESS + MSG_DONTWAIT|MSG_WAITALL):
-ordering across quick failures / buffered writes /
-back-pressure, close and abort with a quick send pending, and the idle
-timeout of a connection that only sends."""
+the QuickSends state on its own (no ring, no kernel), then through the
+server: ordering across quick failures / buffered writes / back-pressure,
+close and abort with a quick send pending, and the idle timeout of a
+connection that only sends."""
 
 import os
 import socket
@@ -12,6 +13,7 @@ import pytest
 
 from iomodels import uring
 from iomodels.models import io_uring
+from iomodels.models._io_uring_quick import QuickSends
 from iomodels.protocols.echo import EchoProtocol
 
 from helpers import expect_eof, recv_exactly, serve_in_this_thread
@@ -38,6 +40,110 @@ def small_window_client(port: int, rcvbuf: int = 4096) -> socket.socket:
     sock.settimeout(20)
     sock.connect(("127.0.0.1", port))
     return sock
+
+
+# ---- QuickSends on its own: staged -> queued -> settling -> settled
+
+
+class FakeSq:
+    """Ring.prep_quick_sends's stand-in: records what went into the SQ."""
+
+    def __init__(self) -> None:
+        self.sqes: list[tuple[bytes, bytes]] = []
+
+    def prep_quick_sends(self, staged) -> None:
+        self.sqes.extend(staged)
+
+
+class Waiter:
+    def __init__(self, quick: QuickSends, name: str, log: list) -> None:
+        self.quick, self.name, self.log = quick, name, log
+
+    def _settle(self) -> None:
+        self.log.append(self.name)
+
+
+def one_turn(quick: QuickSends, sq: FakeSq, failures: dict[int, int] | None = None) -> list[bytes | None]:
+    """What the loop does around one enter: queue, enter (here: nothing),
+    dispatch the batch (the failure CQEs given by user_data), end it."""
+    if quick:
+        quick.queue(sq.prep_quick_sends)
+    quick.begin_batch()
+    taken = [quick.take_failed(ud) for ud in failures or {}]
+    quick.end_batch()
+    return taken
+
+
+def test_a_quick_send_is_pending_until_the_batch_after_its_enter():
+    quick, sq = QuickSends(), FakeSq()
+    stamp = quick.stage(8, b"sqe8", b"hello")
+    assert quick.pending(stamp) and len(quick) == 1 and quick.unsubmitted
+    assert quick.in_flight_bytes(8) == 5
+    quick.queue(sq.prep_quick_sends)
+    assert sq.sqes == [(b"sqe8", b"hello")] and len(quick) == 0
+    assert quick.pending(stamp) and quick.unsubmitted  # queued: the enter must submit it
+    assert quick.in_flight_bytes(8) == 5
+    quick.begin_batch()  # the enter returned: its failure CQE, if any, is in this batch
+    assert quick.pending(stamp) and not quick.unsubmitted
+    assert quick.in_flight_bytes(8) == 5
+    quick.end_batch()
+    assert not quick.pending(stamp)
+    assert quick.in_flight_bytes(8) == 0
+    assert quick.pending(quick.stage(8, b"sqe8", b"again"))  # a newer one is pending again
+
+
+def test_a_failure_hands_back_the_bytes_once():
+    quick, sq = QuickSends(), FakeSq()
+    quick.stage(8, b"sqe8", b"hello")
+    quick.stage(16, b"sqe16", b"world")
+    assert one_turn(quick, sq, failures={16: 2}) == [b"world"]
+    assert quick.take_failed(16) is None  # settled: nothing left to take
+    assert quick.take_failed(99) is None  # never staged
+
+
+def test_an_enter_that_failed_does_not_queue_twice():
+    """Queued but not submitted (the enter raised): the next queue() adds
+    only what was staged since, the old entries stay queued once."""
+    quick, sq = QuickSends(), FakeSq()
+    quick.stage(8, b"sqe8", b"a")
+    quick.queue(sq.prep_quick_sends)
+    quick.stage(16, b"sqe16", b"b")
+    quick.queue(sq.prep_quick_sends)
+    assert sq.sqes == [(b"sqe8", b"a"), (b"sqe16", b"b")]
+    assert quick.in_flight_bytes(8) == 1 and quick.in_flight_bytes(16) == 1
+    one_turn(quick, sq)
+    assert not quick.unsubmitted and sq.sqes == [(b"sqe8", b"a"), (b"sqe16", b"b")]
+
+
+def test_waiters_are_told_in_order_after_the_batch_and_may_wait_again():
+    quick, sq = QuickSends(), FakeSq()
+    told: list[str] = []
+    a, b = Waiter(quick, "a", told), Waiter(quick, "b", told)
+
+    class WaitsAgain(Waiter):
+        def _settle(self) -> None:
+            super()._settle()
+            if self.log.count(self.name) == 1:
+                self.quick.wait_for_settle(self)  # a newer quick send: the next batch
+
+    c = WaitsAgain(quick, "c", told)
+    quick.stage(8, b"sqe8", b"x")
+    quick.wait_for_settle(a)
+    quick.wait_for_settle(c)
+    quick.wait_for_settle(b)
+    assert quick.waiting == [a, c, b]  # the loop's enter must not block meanwhile
+    quick.begin_batch()
+    assert told == []  # not before the batch is dispatched
+    quick.end_batch()
+    assert told == ["a", "c", "b"] and quick.waiting == [c]
+    one_turn(quick, sq)
+    assert told == ["a", "c", "b", "c"] and quick.waiting == []
+
+
+def test_no_attribute_is_created_outside_init():
+    quick = QuickSends()
+    with pytest.raises(AttributeError):
+        quick.extra = 1  # __slots__: the state is what __init__ lists
 
 
 # ---- (bug) the idle timeout: a connection that only sends never makes "progress"

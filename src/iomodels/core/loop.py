@@ -1,10 +1,16 @@
-"""What every event loop of this project shares: a call_soon queue and timers,
-and (LoopServer) the connection bookkeeping above the IO.
+"""What the event loops of this project share, written once: a call_soon
+queue and timers (CallbackQueue), the transport calls that do not depend on
+how the IO is done (LoopConnection), and the server around the IO
+(LoopServer): serve_forever's scaffolding (the signal wakeup socket,
+signal.set_wakeup_fd, StopSignals), admission of an accepted connection,
+the connection table, pausing accepts when descriptors run out, the idle
+sweep and the graceful stop.
 
 Used by the readiness loop (models/_readiness.py) and the completion loop
-(models/io_uring.py); the blocking models have no loop, and asyncio/uvloop
-bring their own.  The owner sets ``now`` once per loop turn (time.monotonic),
-so timers compare against one clock reading per turn, not one per timer.
+(models/io_uring.py): what is left in those is how each waits and does IO.
+The blocking models have no loop, and asyncio/uvloop bring their own.  The
+owner sets ``now`` once per loop turn (time.monotonic), so timers compare
+against one clock reading per turn, not one per timer.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ import heapq
 import itertools
 import logging
 import os
+import signal
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from iomodels.core.server import ACCEPT_RETRY_DELAY_S, BaseServer
+from iomodels.core.server import ACCEPT_RETRY_DELAY_S, BaseServer, StopSignals
 
 log = logging.getLogger("iomodels")
 
@@ -59,6 +66,20 @@ class CallbackQueue:
         if timer is not None:
             timer[3] = False  # lazily dropped when it reaches the top of the heap
 
+    def _run_ready(self) -> None:
+        """The end of a loop turn: run what is queued now; what these queue runs next turn."""
+        ready = self._ready
+        for _ in range(len(ready)):
+            callback, arg = ready.popleft()
+            callback(arg)
+
+    def _drain_ready(self) -> None:
+        """At exit: run everything still queued (the connection_lost calls)."""
+        ready = self._ready
+        while ready:
+            callback, arg = ready.popleft()
+            callback(arg)
+
     def _run_timers(self) -> float | None:
         """Run due timers; return seconds until the next one (None: none)."""
         timers = self._timers
@@ -75,12 +96,62 @@ class CallbackQueue:
 
 
 class LoopConnection:
-    """How a connection of our own loops (readiness, io_uring) ends on an
-    error: the same for both.  Needs ``_protocol``, ``_peername``,
-    ``_closing``, ``_buffer`` and ``_finish(exc)`` (which the loop's own
-    connection defines: what it has to cancel or unregister differs)."""
+    """What the connections of our own loops (readiness, io_uring) share:
+    close/abort/get_extra_info, how one ends on an error, its idle timeout.
+    Needs ``_loop``, ``_sock``, ``_protocol``, ``_peername``, ``_closing``,
+    ``_buffer``, ``last_active``, ``idle_timeout_s``, and two methods of the
+    loop's own connection, where the loops differ: ``_finish(exc)`` (what it
+    has to cancel or unregister) and ``_flush_before_close()``."""
 
     __slots__ = ()
+
+    def _flush_before_close(self) -> bool:
+        """close(): True if output is still pending, after arranging for the
+        connection to finish once it is flushed; False to finish now."""
+        raise NotImplementedError
+
+    # ---- protocol-facing API (the Transport protocol) that is the same on both loops
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if not self._flush_before_close():
+            self._finish(None)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._buffer.clear()
+        self._finish(None)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._peername
+        if name == "sockname":
+            try:
+                return self._sock.getsockname()
+            except OSError:  # closed
+                return default
+        if name == "socket":
+            return self._sock
+        return default
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """Close this connection (connection_lost gets a TimeoutError) after
+        ``seconds`` without progress, counted from now; None: the server's
+        default (--idle-timeout), 0: never."""
+        loop = self._loop
+        if seconds is None:
+            seconds = loop.config.idle_timeout_s
+        elif seconds < 0:
+            raise ValueError(f"idle timeout must be >= 0 seconds, not {seconds!r}")
+        self.idle_timeout_s = seconds
+        self.last_active = loop.now
+        if seconds > 0:
+            loop._watch_idle(seconds)
 
     def _fatal(self, exc: OSError) -> None:
         # Reset, broken pipe, timeout: this peer only; the server carries on.
@@ -111,9 +182,10 @@ class LoopConnection:
 
 class LoopServer(CallbackQueue, BaseServer):
     """What the two event-loop servers (readiness, io_uring) share above their
-    IO: the connection table, pausing accepts when descriptors run out, the
-    idle sweep and the graceful stop.  A subclass supplies how it accepts
-    (``_start_accepting`` / ``_stop_accepting``); its connections offer
+    IO.  A subclass supplies its IO: ``_open_io()`` (the poller or the ring,
+    made in the serving thread), ``_watch_wakeup(sock)``, ``_run()`` (the
+    loop turns), ``_close_io()`` (abort, drain, close), and how it accepts
+    (``_start_accepting`` / ``_stop_accepting``).  Its connections offer
     ``close()`` (flush, then close), ``abort()``, ``last_active`` and
     ``_peername``, and call ``_connection_closed()`` once their fd is free.
     """
@@ -124,13 +196,89 @@ class LoopServer(CallbackQueue, BaseServer):
         self._connections: dict[int, Any] = {}  # key -> open connection
         self._accept_paused_why = ""  # "", "exhausted" (EMFILE...) or "fd_setsize" (select)
         self._accept_retry: Timer | None = None
+        self._idle_period_s = 0.0  # how often _idle_sweep runs; 0: it does not
+        self._idle_sweeper: Timer | None = None
         self._stopping = False
+        self._wake_r: socket.socket | None = None  # the signal wakeup socket, while serving
+        self._stats: dict[str, int] = {"accepted": 0, "rejected": 0}  # the loop adds its own
+
+    # ---- what the loop supplies
+
+    def _open_io(self) -> None:
+        raise NotImplementedError
+
+    def _watch_wakeup(self, sock: socket.socket) -> None:
+        """Make the loop's wait return when ``sock`` becomes readable."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _close_io(self) -> None:
+        """Abort what is open, run the last callbacks, release the IO."""
+        raise NotImplementedError
 
     def _start_accepting(self) -> None:
         raise NotImplementedError
 
     def _stop_accepting(self) -> None:
         raise NotImplementedError
+
+    # ---- serving
+
+    def serve_forever(self) -> None:
+        """Serve until stopped.  Signals: a Python handler runs only when the
+        wait returns, so the C-level handler writes to a wakeup socket
+        (signal.set_wakeup_fd) that the wait watches; the Python handler only
+        queues the work (asyncio does the same).  call_soon_threadsafe()
+        wakes the wait through the same socket."""
+        self._open_io()  # here, in the serving thread: SINGLE_ISSUER rings belong to it
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        self._wake_r, self._wake_w = wake_r, wake_w
+        old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        signals = StopSignals(self._stop_signal, self._stop_signal_again).install()
+        try:
+            self._watch_wakeup(wake_r)
+            self._start_accepting()
+            if self.config.idle_timeout_s > 0:
+                self._watch_idle(self.config.idle_timeout_s)
+            self.announce()
+            self._run()
+        finally:
+            signals.restore()
+            signal.set_wakeup_fd(old_wakeup)
+            try:
+                self._close_io()
+            finally:
+                self._wake_w = None
+                wake_r.close()
+                wake_w.close()
+
+    def _admit(self) -> bool:
+        """An accept succeeded: may the connection be served?  No beyond
+        --max-connections (it is closed at once) or once stopping."""
+        if self._accept_paused_why == "exhausted":
+            self._accept_paused_why = ""  # descriptors again: the episode is over
+        limit = self.config.max_connections
+        if (limit and len(self._connections) >= limit) or self._stopping:
+            self._stats["rejected"] += 1
+            return False
+        return True
+
+    def _start_protocol(self, conn: Any) -> bool:
+        """A new connection, in the table: its protocol's connection_made.
+        False if that raised (the connection is closed)."""
+        self._stats["accepted"] += 1
+        protocol = self.protocol_factory()
+        conn._protocol = protocol
+        try:
+            protocol.connection_made(conn)
+        except Exception as exc:
+            conn._protocol_error(exc, "connection_made")
+            return False
+        return True
 
     # ---- accepting when descriptors run out
 
@@ -164,18 +312,38 @@ class LoopServer(CallbackQueue, BaseServer):
             self.cancel_timer(self._accept_retry)
             self._resume_accepting()
 
-    # ---- idle timeout
+    # ---- idle timeout: a sweep over the connections, as often as the
+    # shortest timeout asked for needs (a quarter of it, at most 1 s): no
+    # timer per connection, nothing on the hot path but a last_active store.
+
+    def _watch_idle(self, limit_s: float) -> None:
+        """Sweep often enough for a connection whose limit is ``limit_s``."""
+        period_s = min(limit_s / 4, 1.0)
+        if self._idle_period_s and period_s >= self._idle_period_s:
+            return
+        self._idle_period_s = period_s
+        self.cancel_timer(self._idle_sweeper)
+        self._idle_sweeper = self.call_later(period_s, self._idle_sweep)
 
     def _idle_sweep(self) -> None:
-        idle_s = self.config.idle_timeout_s
-        horizon = self.now - idle_s
+        now = self.now
         for conn in list(self._connections.values()):
-            if conn.last_active < horizon:
-                log.debug("connection %s idle for %.1f s: closing", conn._peername, idle_s)
-                conn.abort()
-        self.call_later(min(idle_s / 4, 1.0), self._idle_sweep)
+            limit_s = conn.idle_timeout_s
+            if limit_s and now - conn.last_active > limit_s:
+                log.debug("connection %s idle for %.1f s: closing", conn._peername, limit_s)
+                conn._fatal(TimeoutError(f"no progress for {limit_s:g} s (idle timeout)"))
+        self._idle_sweeper = self.call_later(self._idle_period_s, self._idle_sweep)
 
     # ---- stopping
+
+    def _stop_signal(self) -> None:
+        """The first SIGINT/SIGTERM (in the signal handler): start the stop
+        budget's clock now, do the work on the loop."""
+        self.note_stop_signal()
+        self._ready.append((self._begin_stop, None))
+
+    def _stop_signal_again(self) -> None:
+        self._ready.append((self._stop_now, None))
 
     def _begin_stop(self, _arg: Any = None) -> None:
         if self._stopping:
@@ -185,13 +353,10 @@ class LoopServer(CallbackQueue, BaseServer):
         self.cancel_timer(self._accept_retry)
         for conn in list(self._connections.values()):
             conn.close()  # flushes pending output first
+        flush_s = max(0.0, self.flush_deadline - time.monotonic())
         if self._connections:
-            log.info(
-                "flushing %d connection(s) for up to %.1f s",
-                len(self._connections),
-                self.config.graceful_timeout_s,
-            )
-        self.call_later(self.config.graceful_timeout_s, self._abort_all)
+            log.info("flushing %d connection(s) for up to %.2f s", len(self._connections), flush_s)
+        self.call_later(flush_s, self._abort_all)
 
     def _abort_all(self, _arg: Any = None) -> None:
         if self._connections:

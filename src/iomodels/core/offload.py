@@ -26,6 +26,7 @@ releases the GIL (IO, hashlib, zlib, most of numpy) runs truly in parallel.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -48,10 +49,20 @@ class WorkerPool:
     def submit(self, func: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
         return self.executor.submit(func, *args)
 
-    def shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+    def shutdown(self, deadline: float | None = None) -> int:
+        """Cancel what has not started; with a ``deadline`` (time.monotonic()),
+        wait until then for what runs.  Returns the threads still running."""
+        executor = self._executor
+        if executor is None:
+            return 0
+        self._executor = None
+        executor.shutdown(wait=False, cancel_futures=True)
+        if deadline is None:
+            return 0
+        threads = list(executor._threads)  # CPython's ThreadPoolExecutor keeps them there
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(thread.is_alive() for thread in threads)
 
 
 def run_inline(func: Callable[..., Any], *args: Any) -> concurrent.futures.Future:

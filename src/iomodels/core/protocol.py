@@ -48,6 +48,17 @@ class Transport(_TypingProtocol):
     def get_extra_info(self, name: str, default: Any = None) -> Any: ...
     def get_write_buffer_size(self) -> int: ...
     def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None: ...
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """Close the connection after ``seconds`` without progress, counted from
+        this call: no byte arrives from the peer and none of the pending output
+        leaves.  ``connection_lost`` then gets a TimeoutError (a protocol can
+        tell it from a clean close).  None: the server's default
+        (``--idle-timeout``, ``config.idle_timeout_s``); 0: never.  The check
+        runs a quarter of the timeout apart (at most 1 s) on the event loops,
+        so the close comes between ``seconds`` and 1.25 x ``seconds`` later
+        (plus 1 s at most for timeouts over 4 s); the blocking models use the
+        kernel's SO_RCVTIMEO / SO_SNDTIMEO, exact per recv()/send()."""
+        ...
 
 
 class Protocol:

@@ -1,13 +1,21 @@
 """Server lifecycle shared by every model: configuration, the listening socket,
 the ready line, the open-file limit and signal handling.
 
-A model subclasses :class:`BaseServer` and implements ``serve_forever()``:
+``iomodels.serve.run`` puts them together for the CLI.  A model subclasses
+:class:`BaseServer` and implements ``serve_forever()``:
 install its stop handlers, call ``self.announce()`` once it can accept, serve
 until stopped, and leave no socket, thread or child process behind.
 
-Stopping (SIGINT or SIGTERM): stop accepting, flush what can be flushed for
-up to ``graceful_timeout_s``, close every connection, return.  A second signal
-aborts every connection and returns at once.  The exit status is 0 either way.
+Stopping (SIGINT or SIGTERM): stop accepting, flush what can be flushed,
+close every connection, return.  A second signal aborts every connection and
+returns at once.  The exit status is 0 either way.
+
+The budget, ``graceful_timeout_s``, is the whole stop, from the signal to the
+process's exit: the flush, the aborts, joining threads, reaping children and
+the interpreter's own exit.  So the model starts the clock at the first
+signal (``note_stop_signal``) and every later step waits only for what is
+left of it: the flush until ``flush_deadline``, which keeps ``exit_reserve()``
+back for the rest, and joining or reaping until ``stop_deadline``.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import os
 import resource
 import signal
 import socket
-import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -35,6 +43,15 @@ ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 # accept() errors that concern only the connection being accepted: skip it.
 ACCEPT_SKIP_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ETIMEDOUT})
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Of the stop budget, what the flush leaves for the rest of the stop: aborting
+# what is still open, joining threads, reaping children, the interpreter's
+# exit (tens of ms here; the margin is for a loaded machine).  At most a fifth
+# of the budget, so that a short budget still flushes for most of its length.
+EXIT_RESERVE_S = 0.3
+
+
+def exit_reserve(graceful_timeout_s: float) -> float:
+    return min(EXIT_RESERVE_S, graceful_timeout_s / 5)
 
 
 @dataclass(frozen=True)
@@ -155,12 +172,42 @@ class BaseServer:
         protocol_factory: Callable[[], Protocol],
         listener: socket.socket,
         announce: Callable[[], None] | None = None,
+        state: ServerState | None = None,
     ) -> None:
         self.config = config
+        self.state = state if state is not None else ServerState(config.model, config.protocol)
         self.protocol_factory = protocol_factory
         self.listener = listener
         self._announce = announce
         self.workers = WorkerPool(config.offload_workers)  # transport.run_in_worker()
+        self.stop_started: float | None = None  # time.monotonic() at the first stop signal
+
+    # ---- the stop budget (see the module docstring)
+
+    def note_stop_signal(self) -> None:
+        """The first stop signal, before anything else: the state says
+        stopping, and the budget's clock starts.  Later calls keep both.
+        Safe in a signal handler (no lock, no IO)."""
+        self.state.stopping = True
+        if self.stop_started is None:
+            self.stop_started = time.monotonic()
+
+    @property
+    def flush_deadline(self) -> float:
+        """When flushing ends and whatever is still open is aborted."""
+        graceful_s = self.config.graceful_timeout_s
+        return self._stop_origin() + graceful_s - exit_reserve(graceful_s)
+
+    @property
+    def stop_deadline(self) -> float:
+        """When joining and reaping end: half the reserve is the interpreter's exit."""
+        graceful_s = self.config.graceful_timeout_s
+        return self._stop_origin() + graceful_s - exit_reserve(graceful_s) / 2
+
+    def _stop_origin(self) -> float:
+        if self.stop_started is None:  # stopping without a signal (a test, an embedder)
+            self.note_stop_signal()
+        return self.stop_started
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -211,28 +258,3 @@ class StopSignals:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
-
-
-def run(config: ServerConfig) -> int:
-    """Serve until stopped; the CLI's ``serve``.  Raises IOModelsError for bad input."""
-    from iomodels import models, protocols
-
-    server_cls = models.get(config.model)  # raises UnknownModel / ModelUnavailable
-    state = ServerState(config.model, config.protocol)
-    protocol_factory = protocols.resolve(config.protocol, state, config)  # raises IOModelsError
-    limit = raise_nofile_limit()
-    listener = make_listener(config.host, config.port, config.backlog)
-
-    def announce() -> None:
-        sys.stdout.write(ready_line(listener, config.model, config.protocol) + "\n")
-        sys.stdout.flush()
-        log.info("model=%s protocol=%s open-file limit=%d", config.model, config.protocol, limit)
-
-    server = server_cls(config, protocol_factory, listener, announce)
-    try:
-        server.serve_forever()
-    finally:
-        server.workers.shutdown()
-        listener.close()
-    log.info("stopped")
-    return 0

@@ -18,8 +18,9 @@ Stopping, without a poller to wake: the signal handler (run by CPython in the
 main thread) shuts the listening socket down, which makes every accept()
 fail with EINVAL (Linux), and shuts the read side of each connection down,
 which makes a blocked recv() return b"".  A worker blocked in sendall()
-keeps flushing until the graceful deadline, when SIGALRM (setitimer) shuts
-its socket down completely and sendall() fails with EPIPE.
+keeps flushing until the flush deadline (the stop budget less what the exit
+needs, core/server.py), when SIGALRM (setitimer) shuts its socket down
+completely and sendall() fails with EPIPE.
 """
 
 from __future__ import annotations
@@ -54,10 +55,11 @@ class BlockingTransport:
     Call its methods from the worker's own thread (the protocol's callbacks run there).
     """
 
-    __slots__ = ("_sock", "_sendall", "_peername", "_closing", "_paused", "error")
+    __slots__ = ("_sock", "_sendall", "_peername", "_closing", "_paused", "_default_idle_s", "error")
 
-    def __init__(self, sock: socket.socket, peername: Any) -> None:
+    def __init__(self, sock: socket.socket, peername: Any, default_idle_s: float = 0.0) -> None:
         self._sock = sock
+        self._default_idle_s = default_idle_s  # --idle-timeout, what set_idle_timeout(None) restores
         self._sendall = sock.sendall
         self._peername = peername
         self._closing = False
@@ -69,8 +71,8 @@ class BlockingTransport:
             return
         try:
             self._sendall(data)  # blocks until the kernel has taken every byte
-        except BlockingIOError:  # SO_SNDTIMEO expired: no progress for idle_timeout
-            self.error = TimeoutError("idle timeout while sending")
+        except BlockingIOError:  # SO_SNDTIMEO expired: no progress for the idle timeout
+            self.error = TimeoutError("no progress while sending (idle timeout)")
             self._closing = True
         except OSError as exc:  # reset, broken pipe: this peer only
             self.error = exc
@@ -110,6 +112,15 @@ class BlockingTransport:
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """The kernel's own: SO_RCVTIMEO (no byte arrives) and SO_SNDTIMEO (no
+        byte leaves) for ``seconds``; None: the server's default, 0: never."""
+        if seconds is None:
+            seconds = self._default_idle_s
+        elif seconds < 0:
+            raise ValueError(f"idle timeout must be >= 0 seconds, not {seconds!r}")
+        set_socket_timeouts(self._sock, seconds)
+
     def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None:
         """Inline: this connection's thread is already its own worker (core/offload.py)."""
         future = run_inline(func, *args)
@@ -120,6 +131,16 @@ class BlockingTransport:
 def _timeval(seconds: float) -> bytes:
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+def set_socket_timeouts(sock: socket.socket, seconds: float) -> None:
+    """A blocking recv()/send() that waits ``seconds`` fails with EAGAIN (0: never)."""
+    value = _timeval(seconds)  # a zero timeval means "no timeout" to the kernel
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    except OSError:  # the peer may already have gone: the next recv() says so
+        pass
 
 
 class BlockingServer(BaseServer):
@@ -140,9 +161,8 @@ class BlockingServer(BaseServer):
         configure_accepted(sock)
         idle_s = self.config.idle_timeout_s
         if idle_s > 0:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(idle_s))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(idle_s))
-        transport = BlockingTransport(sock, peername)
+            set_socket_timeouts(sock, idle_s)
+        transport = BlockingTransport(sock, peername, idle_s)
         key = id(transport)
         self._active[key] = sock
         protocol = self.protocol_factory()
@@ -158,7 +178,7 @@ class BlockingServer(BaseServer):
                 try:
                     data = recv(RECV_SIZE)  # phase 1 (wait) and phase 2 (copy), blocked
                 except BlockingIOError:  # SO_RCVTIMEO expired
-                    log.debug("connection %s idle for %.1f s: closing", peername, idle_s)
+                    transport.error = TimeoutError("no byte arrived (idle timeout)")
                     break
                 except OSError as error:
                     transport.error = error
@@ -233,6 +253,7 @@ class BlockingServer(BaseServer):
     # ---- stopping (these run in signal handlers, in the main thread: no locks)
 
     def request_stop(self) -> None:
+        self.note_stop_signal()
         self._stopping = True
         try:
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes every accept() with EINVAL
@@ -243,7 +264,11 @@ class BlockingServer(BaseServer):
                 sock.shutdown(socket.SHUT_RD)  # wakes a blocked recv() with b""
             except OSError:
                 pass
-        signal.setitimer(signal.ITIMER_REAL, self.config.graceful_timeout_s)
+        flush_s = self.flush_deadline - time.monotonic()
+        if flush_s > 0:
+            signal.setitimer(signal.ITIMER_REAL, flush_s)  # 0 would disarm it, not fire it
+        else:
+            self.abort_all()
 
     def abort_all(self) -> None:
         for sock in list(self._active.values()):
@@ -282,8 +307,10 @@ class BlockingServer(BaseServer):
         raise NotImplementedError
 
     def join_threads(self, threads: list[threading.Thread]) -> None:
-        """Wait for worker threads; the SIGALRM deadline makes them finish."""
-        deadline = time.monotonic() + self.config.graceful_timeout_s + 1.0
+        """Wait for worker threads, until the stop deadline: the SIGALRM at the
+        flush deadline makes them finish.  A thread still running then is a
+        daemon; it does not hold the exit."""
+        deadline = self.stop_deadline
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         alive = sum(thread.is_alive() for thread in threads)

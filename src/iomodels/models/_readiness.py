@@ -2,8 +2,9 @@
 
 These models differ only in how they *wait*: each supplies a :class:`Poller`
 (register / modify / unregister / wait / close, as Redis's ae backends and
-CPython's selectors).  Everything else, accepting, reading, writing, flow
-control, timers, signals and the graceful stop, lives here, once, so that a
+CPython's selectors).  Everything else lives once: accepting, reading,
+writing and flow control here; timers, signals, admission, the idle sweep
+and the graceful stop in core/loop.py, shared with the io_uring loop.  So a
 diff of ``select.py`` against ``epoll.py`` is exactly the lesson.
 
 Event masks use poll(2)'s bits, which epoll shares (EPOLLIN == POLLIN == 1,
@@ -24,15 +25,14 @@ Facts that shaped this code:
   turn's list, and the fd can be reused by an accept() in the same turn:
   handlers are looked up per event, and a stale event costs one EAGAIN.
 - Signals: a Python handler runs only when the wait returns, so the C-level
-  handler writes to a wakeup socket (signal.set_wakeup_fd) that the poller
-  watches; the Python handler just queues the work (asyncio does the same).
+  handler writes to a wakeup socket (signal.set_wakeup_fd, core/loop.py)
+  that the poller watches; the Python handler just queues the work.
 """
 
 from __future__ import annotations
 
 import abc
 import logging
-import signal
 import socket
 import time
 from typing import Any
@@ -45,7 +45,6 @@ from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_SKIP_ERRNOS,
     RECV_SIZE,
-    StopSignals,
     configure_accepted,
 )
 
@@ -112,6 +111,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         "_closed",
         "_peername",
         "last_active",
+        "idle_timeout_s",
     )
 
     def __init__(self, loop: ReadinessServer, sock: socket.socket, peername: Any) -> None:
@@ -130,6 +130,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         self._closed = False
         self._peername = peername
         self.last_active = loop.now
+        self.idle_timeout_s = loop.config.idle_timeout_s  # set_idle_timeout(); 0: never
 
     # ---- protocol-facing API (the Transport protocol)
 
@@ -160,23 +161,6 @@ class Connection(LoopConnection, LoopWorkerMixin):
             except Exception as exc:
                 self._protocol_error(exc, "pause_writing")
 
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        if self._buffer:
-            self._update_interest()  # stop reading, keep flushing
-        else:
-            self._finish(None)
-
-    def abort(self) -> None:
-        self._closing = True
-        self._buffer.clear()
-        self._finish(None)
-
-    def is_closing(self) -> bool:
-        return self._closing
-
     def pause_reading(self) -> None:
         if not self._reading_paused:
             self._reading_paused = True
@@ -186,15 +170,6 @@ class Connection(LoopConnection, LoopWorkerMixin):
         if self._reading_paused:
             self._reading_paused = False
             self._update_interest()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peername":
-            return self._peername
-        if name == "sockname":
-            return self._sock.getsockname() if not self._closed else default
-        if name == "socket":
-            return self._sock
-        return default
 
     def get_write_buffer_size(self) -> int:
         return len(self._buffer)
@@ -260,6 +235,12 @@ class Connection(LoopConnection, LoopWorkerMixin):
 
     # ---- internals
 
+    def _flush_before_close(self) -> bool:
+        if self._buffer:
+            self._update_interest()  # stop reading, keep flushing: _write_ready finishes
+            return True
+        return False
+
     def _update_interest(self) -> None:
         if self._closed:
             return
@@ -283,7 +264,6 @@ class Connection(LoopConnection, LoopWorkerMixin):
         self._sock.close()
         loop._ready.append((self._connection_lost, exc))
         loop._connection_closed()
-
 
 
 class _Listener:
@@ -354,7 +334,7 @@ class ReadinessServer(LoopServer):
         self._handlers: dict[int, Any] = {}  # fd -> object with _read_ready/_write_ready
         self._connections: dict[int, Connection] = {}  # fd -> connection
         self._accepting = False
-        self._stats = {"wakeups": 0, "events": 0, "accepted": 0, "rejected": 0}
+        self._stats.update(wakeups=0, events=0)
 
     # ---- poller bookkeeping
 
@@ -380,14 +360,10 @@ class ReadinessServer(LoopServer):
             self._accepting = False
 
     def _accepted(self, sock: socket.socket, peername: Any) -> None:
-        if self._accept_paused_why == "exhausted":
-            self._accept_paused_why = ""  # descriptors again: the episode is over
-        fd = sock.fileno()
-        limit = self.config.max_connections
-        if (limit and len(self._connections) >= limit) or self._stopping:
-            self._stats["rejected"] += 1
+        if not self._admit():
             sock.close()  # --max-connections: accepted and closed at once
             return
+        fd = sock.fileno()
         max_fd = self._poller.max_fd
         if max_fd is not None and fd >= max_fd:
             self._stats["rejected"] += 1
@@ -414,13 +390,7 @@ class ReadinessServer(LoopServer):
         conn._events = READ
         self._connections[fd] = conn
         self._handlers[fd] = conn
-        self._stats["accepted"] += 1
-        protocol = self.protocol_factory()
-        conn._protocol = protocol
-        try:
-            protocol.connection_made(conn)
-        except Exception as exc:
-            conn._protocol_error(exc, "connection_made")
+        self._start_protocol(conn)
 
     def statistics(self) -> dict[str, int | float]:
         stats = dict(self._stats)
@@ -433,40 +403,21 @@ class ReadinessServer(LoopServer):
     def make_poller(self) -> Poller:
         return self.poller_class()
 
-    def serve_forever(self) -> None:
+    def _open_io(self) -> None:
         self._poller = self.make_poller()
         self._edge_triggered = self._poller.edge_triggered
-        wake_r, wake_w = socket.socketpair()
-        wake_r.setblocking(False)
-        wake_w.setblocking(False)
-        self._wake_w = wake_w  # call_soon_threadsafe() wakes the wait through it too
-        old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        signals = StopSignals(
-            lambda: self._ready.append((self._begin_stop, None)),
-            lambda: self._ready.append((self._stop_now, None)),
-        ).install()
-        try:
-            self.listener.setblocking(False)
-            self._handlers[self.listener.fileno()] = _Listener(self, self.listener)
-            self._handlers[wake_r.fileno()] = _Wakeup(wake_r)
-            self._poller.register(wake_r.fileno(), READ)
-            self._start_accepting()
-            if self.config.idle_timeout_s > 0:
-                self.call_later(min(self.config.idle_timeout_s / 4, 1.0), self._idle_sweep)
-            self.announce()
-            self._run()
-        finally:
-            signals.restore()
-            signal.set_wakeup_fd(old_wakeup)
-            for conn in list(self._connections.values()):
-                conn.abort()
-            for callback, arg in self._ready:  # the connection_lost calls still queued
-                callback(arg)
-            self._ready.clear()
-            self._poller.close()
-            self._wake_w = None
-            wake_r.close()
-            wake_w.close()
+        self.listener.setblocking(False)
+        self._handlers[self.listener.fileno()] = _Listener(self, self.listener)
+
+    def _watch_wakeup(self, sock: socket.socket) -> None:
+        self._handlers[sock.fileno()] = _Wakeup(sock)
+        self._poller.register(sock.fileno(), READ)
+
+    def _close_io(self) -> None:
+        for conn in list(self._connections.values()):
+            conn.abort()
+        self._drain_ready()  # the connection_lost calls still queued
+        self._poller.close()
 
     def _run(self) -> None:
         wait = self._poller.wait
@@ -494,10 +445,8 @@ class ReadinessServer(LoopServer):
                         continue
                 if mask & WRITE_SIDE:
                     handler._write_ready()
-            # Run only what is queued now: callbacks queued by these run next turn.
-            for _ in range(len(ready)):
-                callback, arg = ready.popleft()
-                callback(arg)
+            if ready:
+                self._run_ready()
             timeout = self._run_timers() if self._timers else None
             if self._stopping and not self._connections and not ready:
                 return

@@ -53,11 +53,13 @@ class _Transport:
         "set_write_buffer_limits",
         "write",
         "_server",
+        "_tracked",
     )
 
-    def __init__(self, transport: Any, server: Server) -> None:
+    def __init__(self, transport: Any, server: Server, tracked: _Tracked) -> None:
         self._transport = transport
         self._server = server
+        self._tracked = tracked
         self.write = transport.write
         self.close = transport.close
         self.abort = transport.abort
@@ -67,6 +69,21 @@ class _Transport:
         self.get_extra_info = transport.get_extra_info
         self.get_write_buffer_size = transport.get_write_buffer_size
         self.set_write_buffer_limits = transport.set_write_buffer_limits
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """Close (connection_lost gets a TimeoutError) after ``seconds`` without
+        progress, counted from now; None: the server's default, 0: never."""
+        server = self._server
+        if seconds is None:
+            seconds = server.config.idle_timeout_s
+        elif seconds < 0:
+            raise ValueError(f"idle timeout must be >= 0 seconds, not {seconds!r}")
+        tracked = self._tracked
+        tracked.idle_timeout_s = seconds
+        tracked.last_active = time.monotonic()
+        tracked._seen_buffer = self._transport.get_write_buffer_size()
+        if seconds > 0:
+            server._watch_idle(seconds)
 
     def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None:
         """func(*args) on the server's worker pool; done(future) on the loop (core/offload.py)."""
@@ -88,26 +105,36 @@ class _Transport:
 class _Tracked(asyncio.Protocol):
     """Wraps one of our protocols: limits and bookkeeping, then plain forwarding."""
 
-    __slots__ = ("_server", "_inner", "transport", "last_active", "_seen_buffer")
+    __slots__ = (
+        "_server",
+        "_inner",
+        "transport",
+        "last_active",
+        "idle_timeout_s",
+        "timed_out",
+        "_seen_buffer",
+    )
 
     def __init__(self, server: Server) -> None:
         self._server = server
         self._inner: Any = None
         self.transport: Any = None
         self.last_active = time.monotonic()
+        self.idle_timeout_s = server.config.idle_timeout_s  # set_idle_timeout(); 0: never
+        self.timed_out = False  # the idle sweep aborted it: connection_lost gets a TimeoutError
         self._seen_buffer = 0
 
     def connection_made(self, transport: Any) -> None:
         server = self._server
         limit = server.config.max_connections
-        if server.stopping or (limit and len(server.connections) >= limit):
+        if server.state.stopping or (limit and len(server.connections) >= limit):
             transport.abort()  # --max-connections: accepted and closed at once
             return
         self.transport = transport
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         server.connections.add(self)
         self._inner = server.protocol_factory()
-        self._inner.connection_made(_Transport(transport, server))
+        self._inner.connection_made(_Transport(transport, server, self))
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self._server.now
@@ -128,6 +155,8 @@ class _Tracked(asyncio.Protocol):
         self._server.connections.discard(self)
         self._server.closed.set()
         self._server._exhausted_logged = False
+        if self.timed_out and exc is None:
+            exc = TimeoutError(f"no progress for {self.idle_timeout_s:g} s (idle timeout)")
         self._inner.connection_lost(exc)
 
 
@@ -137,12 +166,13 @@ class Server(BaseServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connections: set[_Tracked] = set()
-        self.stopping = False
         self.now = time.monotonic()
         self.closed: asyncio.Event
         self._stop: asyncio.Event
         self._signals = 0
         self._exhausted_logged = False
+        self._idle_period_s = 0.0  # how often _idle_sweep runs; 0: it does not
+        self._sweeper: asyncio.Task | None = None
 
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
@@ -157,6 +187,7 @@ class Server(BaseServer):
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
         if self._signals == 1:
+            self.note_stop_signal()
             log.info("signal %s: stopping (again to exit at once)", signal.Signals(signum).name)
             self._stop.set()
         else:
@@ -165,18 +196,31 @@ class Server(BaseServer):
                 conn.transport.abort()
             self.closed.set()
 
+    # ---- idle timeout: a sweep as often as the shortest timeout asked for
+    # needs (a quarter of it, at most 1 s), as in core/loop.py.
+
+    def _watch_idle(self, limit_s: float) -> None:
+        period_s = min(limit_s / 4, 1.0)
+        if self._idle_period_s and period_s >= self._idle_period_s:
+            return
+        self._idle_period_s = period_s
+        if self._sweeper is not None:
+            self._sweeper.cancel()  # it may be asleep for a longer period
+        self._sweeper = asyncio.get_running_loop().create_task(self._idle_sweep())
+
     async def _idle_sweep(self) -> None:
-        idle_s = self.config.idle_timeout_s
         while True:
-            await asyncio.sleep(min(idle_s / 4, 1.0))
+            await asyncio.sleep(self._idle_period_s)
             self.now = now = time.monotonic()
             for conn in list(self.connections):
                 pending = conn.transport.get_write_buffer_size()
                 if pending < conn._seen_buffer:  # the peer read some: progress
                     conn.last_active = now
                 conn._seen_buffer = pending
-                if now - conn.last_active > idle_s:
-                    log.debug("connection idle for %.1f s: closing", idle_s)
+                limit_s = conn.idle_timeout_s
+                if limit_s and now - conn.last_active > limit_s:
+                    log.debug("connection idle for %.1f s: closing", limit_s)
+                    conn.timed_out = True
                     conn.transport.abort()
 
     def _exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -200,33 +244,31 @@ class Server(BaseServer):
         self.closed = asyncio.Event()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self._on_signal, signum)
-        sweeper = None
         try:
             server = await loop.create_server(
                 lambda: _Tracked(self), sock=self.listener, backlog=self.config.backlog
             )
             if self.config.idle_timeout_s > 0:
-                sweeper = loop.create_task(self._idle_sweep())
+                self._watch_idle(self.config.idle_timeout_s)
             self.announce()
             await self._stop.wait()
             # Graceful stop: stop accepting, close each connection (asyncio
             # flushes the write buffer first), abort what is left at the deadline.
-            self.stopping = True
             server.close()
             for conn in list(self.connections):
                 conn.transport.close()
-            deadline = loop.time() + self.config.graceful_timeout_s
-            while self.connections and loop.time() < deadline:
+            deadline = self.flush_deadline  # time.monotonic(): loop.time() is uvloop's own clock
+            while self.connections and (left := deadline - time.monotonic()) > 0:
                 self.closed.clear()
                 try:
-                    await asyncio.wait_for(self.closed.wait(), deadline - loop.time())
+                    await asyncio.wait_for(self.closed.wait(), left)
                 except TimeoutError:
                     break
             for conn in list(self.connections):
                 conn.transport.abort()
             await asyncio.sleep(0)  # let connection_lost run
         finally:
-            if sweeper is not None:
-                sweeper.cancel()
+            if self._sweeper is not None:
+                self._sweeper.cancel()
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)

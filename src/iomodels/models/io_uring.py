@@ -32,20 +32,15 @@ Why batching: the system call is the expensive part, and in Python so is the
   queues an SQE.  That is the cost to cut, and what cut it (measured with
   bench/uring_dispatch.py, this model's own dispatch fed synthetic
   completions, no kernel: 0.95 -> 0.65 us of Python per request):
-  - Quick sends: one CQE per request instead of two.  A reply goes out as
-    a send with MSG_DONTWAIT (the kernel fails it with -EAGAIN rather than
-    park it), MSG_WAITALL (a short send is a failure whose res is the count
-    sent) and IOSQE_CQE_SKIP_SUCCESS (no CQE when it all went out).  The
-    kernel runs it inside the enter that submits it, so when the enter
-    returns the bytes are sent, or its CQE is in the next batch: the rest
-    then goes as an ordinary send, which waits in the kernel for room and
-    posts its CQE.  Until that batch has been dispatched the quick send is
-    "settling": a write in the meantime is buffered and sent after the
-    batch (_settle), so bytes stay in order; a close waits for it the same
-    way (the fd must stay open until the SQE naming it was submitted).
-    A success is silent, so while a connection waits in _unsettled the
-    enter does not wait for a completion.  --uring-sends=plain turns this
-    off (a CQE per send, one send in flight per connection).
+  - Quick sends (models/_io_uring_quick.py, QuickSends): one CQE per
+    request instead of two.  A reply goes out as a send that posts a
+    completion only if it cannot go out whole; the rest then goes as an
+    ordinary send, which waits in the kernel for room and posts its CQE.
+    Until the batch that could hold its failure is dispatched the quick
+    send is "settling": a write meanwhile is buffered and sent after the
+    batch (Connection._settle), so bytes stay in order; a close waits the
+    same way.  --uring-sends=plain turns this off (a CQE per send, one send
+    in flight per connection).
   - Staged sends: a reply is staged (user_data -> (its connection's SQE
     template, the bytes)) and Ring.prep_quick_sends writes the turn's
     replies into the SQ in one loop just before the enter: a 64-byte copy
@@ -61,6 +56,10 @@ What to watch when measuring: statistics() (logged at exit) gives
   comparison is fair.  Replies go out at the next enter, after the whole
   batch: a little more latency per request than epoll's immediate send().
   Measured: see BENCHMARKS.md ("io_uring against epoll and uvloop").
+Why this file is over 600 lines: the connection's transport and the loop
+  are one state machine seen from two sides (every completion handler
+  reads and writes both); what is shared with the readiness loop lives in
+  core/loop.py and the quick-send state in _io_uring_quick.py.
 Facts that shaped this code (kernel 6.18, this machine; see also uring.py):
   - Multishot accept (5.19+): one SQE, a CQE per connection with F_MORE;
     re-armed when a CQE comes without F_MORE (errors such as EMFILE end it).
@@ -102,7 +101,6 @@ import errno
 import itertools
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -115,9 +113,9 @@ from iomodels.core.protocol import HIGH_WATER, LOW_WATER
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_SKIP_ERRNOS,
-    StopSignals,
     configure_accepted,
 )
+from iomodels.models._io_uring_quick import QuickSends
 
 log = logging.getLogger("iomodels")
 
@@ -143,7 +141,6 @@ BUFFER_SHIFT = uring.IORING_CQE_BUFFER_SHIFT
 _ECANCELED = errno.ECANCELED
 # recv/send results that mean "try again" rather than "this peer is gone".
 _RETRY = frozenset({errno.EAGAIN, errno.EINTR, errno.ENOBUFS})
-_SETTLED: dict[int, tuple[bytes, bytes]] = {}  # Server._quick_settling between batches: always empty
 
 
 def _error(res: int) -> OSError:
@@ -173,8 +170,9 @@ class Connection(LoopConnection, LoopWorkerMixin):
         "_ud_recv",
         "_ud_send",
         "_ud_quick",
+        "_quick",
         "_quick_sqe",
-        "_quick_batch",
+        "_quick_stamp",
         "_protocol",
         "_buffer",
         "_sending",
@@ -189,6 +187,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         "_closed",
         "_peername",
         "last_active",
+        "idle_timeout_s",
     )
 
     def __init__(self, loop: Server, sock: socket.socket, conn_id: int, peername: Any) -> None:
@@ -200,7 +199,8 @@ class Connection(LoopConnection, LoopWorkerMixin):
         self._ud_send = (conn_id << KIND_BITS) | K_SEND
         self._ud_quick = (conn_id << KIND_BITS) | K_QUICK
         self._quick_sqe: bytes | None = None  # Ring.quick_send_template, if quick sends are used
-        self._quick_batch = -1  # the loop's batch when our last quick send was queued
+        self._quick: QuickSends = loop._quick  # the server's, here for the write path
+        self._quick_stamp = -1  # QuickSends.batch when our last quick send was staged
         self._protocol: Any = None
         self._buffer = bytearray()  # output waiting for the send in flight
         self._sending: bytes | None = None  # the send in flight (kept alive until its CQE)
@@ -215,6 +215,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         self._closed = False
         self._peername = peername
         self.last_active = loop.now
+        self.idle_timeout_s = loop.config.idle_timeout_s  # set_idle_timeout(); 0: never
 
     # ---- protocol-facing API (the Transport protocol)
 
@@ -226,18 +227,19 @@ class Connection(LoopConnection, LoopWorkerMixin):
             # bytes; anything mutable is copied, the caller may reuse it).
             if type(data) is not bytes:
                 data = bytes(data)
-            loop = self._loop
-            if self._quick_batch >= loop._settled:
+            quick = self._quick
+            if self._quick_stamp >= quick.settled:  # quick.pending(stamp), inlined
                 # Our last quick send is not settled yet (its failure, if
                 # any, may still be ahead in this batch): keep the order.
                 self._buffer += data
-                loop._unsettled.append(self)
+                quick.wait_for_settle(self)
             elif self._quick_sqe is not None and len(data) <= HIGH_WATER:
                 # The common case: staged, queued just before the next enter,
-                # no completion unless it fails (see _quick_done).
-                loop._quick[self._ud_quick] = (self._quick_sqe, data)
-                self._quick_batch = loop._batch
-                self.last_active = loop.now  # no completion will say so if it all goes
+                # no completion unless it fails (see _quick_done).  This is
+                # quick.stage() inlined: the write path is the hot path.
+                quick.staged[self._ud_quick] = (self._quick_sqe, data)
+                self._quick_stamp = quick.batch
+                self.last_active = self._loop.now  # no completion will say so if it all goes
                 return
             else:
                 self._send(data)
@@ -246,25 +248,6 @@ class Connection(LoopConnection, LoopWorkerMixin):
         else:
             self._buffer += data
         self._check_high_water()
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        if self._sending is None:
-            if self._buffer or self._quick_pending():
-                self._loop._unsettled.append(self)  # _settle flushes, then finishes
-            else:
-                self._finish(None)
-        # else: flushing; _send_done finishes once the buffer is empty.
-
-    def abort(self) -> None:
-        self._closing = True
-        self._buffer.clear()
-        self._finish(None)
-
-    def is_closing(self) -> bool:
-        return self._closing
 
     def pause_reading(self) -> None:
         # A one-shot recv is simply not re-armed (see _recv_done); a
@@ -287,31 +270,17 @@ class Connection(LoopConnection, LoopWorkerMixin):
         else:
             self._arm_recv()
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peername":
-            return self._peername
-        if name == "sockname":
-            try:
-                return self._sock.getsockname()
-            except OSError:
-                return default
-        if name == "socket":
-            return self._sock
-        return default
-
     def get_write_buffer_size(self) -> int:
         sending = self._sending
         if sending is not None:
             return len(sending) - self._send_off + len(self._buffer)
-        loop = self._loop
-        ud = self._ud_quick
-        staged = loop._quick.get(ud) or loop._quick_queued.get(ud) or loop._quick_settling.get(ud)
-        return (len(staged[1]) if staged else 0) + len(self._buffer)
+        return self._quick.in_flight_bytes(self._ud_quick) + len(self._buffer)
 
     def _quick_pending(self) -> bool:
-        """A quick send of ours is not settled: queued since the last enter,
-        or submitted by it and its failure CQE (if any) not yet dispatched."""
-        return self._quick_batch >= self._loop._settled
+        """A quick send of ours is not settled: staged or queued since the
+        last enter, or submitted by it and its failure CQE (if any) not yet
+        dispatched."""
+        return self._quick.pending(self._quick_stamp)
 
     # ---- completions (the loop's handlers, by user_data)
 
@@ -438,11 +407,8 @@ class Connection(LoopConnection, LoopWorkerMixin):
         socket was full (-EAGAIN), it sent ``res`` bytes of it, or failed.
         The rest becomes an ordinary send, which waits in the kernel until
         the socket is writable; what was written since follows it."""
-        loop = self._loop
-        ud = self._ud_quick
-        staged = loop._quick_settling.pop(ud, None)
-        data = staged[1] if staged else None
-        loop._stats["quick_failed"] += 1
+        data = self._quick.take_failed(self._ud_quick)
+        self._loop._stats["quick_failed"] += 1
         if self._closed:
             self._release_if_done()
             return
@@ -459,7 +425,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         into an ordinary send by _quick_done): send what was written while
         it was pending, finish a close that waited for it, release a zombie."""
         if self._quick_pending():
-            self._loop._unsettled.append(self)  # a newer one: after the next batch
+            self._quick.wait_for_settle(self)  # a newer one: after the next batch
             return
         if self._closed:
             self._release_if_done()
@@ -472,6 +438,14 @@ class Connection(LoopConnection, LoopWorkerMixin):
             self._finish(None)
 
     # ---- internals
+
+    def _flush_before_close(self) -> bool:
+        if self._sending is not None:
+            return True  # _send_done finishes once the buffer is empty
+        if self._buffer or self._quick_pending():
+            self._quick.wait_for_settle(self)  # _settle flushes, then finishes
+            return True
+        return False
 
     def _send(self, data: bytes, offset: int = 0) -> None:
         """An ordinary send (one CQE, waits in the kernel for room): the one in flight."""
@@ -515,7 +489,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
             # or an ordinary send queued before the cancel, a staged reply
             # still goes out.  It settles within a batch; the fd stays open
             # until then.
-            loop._unsettled.append(self)
+            self._quick.wait_for_settle(self)
             in_flight = True
         if in_flight:
             loop._zombies[self._id] = self
@@ -546,7 +520,6 @@ class Connection(LoopConnection, LoopWorkerMixin):
         self._sending = None
         self._sock.close()
         loop._connection_closed()
-
 
 
 class Server(LoopServer):
@@ -596,27 +569,17 @@ class Server(LoopServer):
         self._accepting = False  # we want connections
         self._accept_armed = False  # an accept SQE is in the kernel
         self._wakeup_armed = False
-        self._stats = {
-            "enters": 0,
-            "completions": 0,
-            "submitted": 0,
-            "accepted": 0,
-            "rejected": 0,
-            "quick_failed": 0,
-        }
-        # Quick sends by user_data -> (SQE template, bytes): _quick, staged
-        # since the last reap; _quick_queued, written into the SQ just before
-        # the enter (_queue_quick); _quick_settling, submitted by the last
-        # enter (their failure CQEs, if any, are in the batch being dispatched).
+        self._wakeup_closing = False  # _shutdown: the wakeup recv is not re-armed
+        # The hot path's bound callables (_open_ring): these run per completion.
+        self._pool_mem: Any = None  # the recv pool's mmap
+        self._recycle: Callable[[int], None] | None = None
+        self._flush_recycled: Callable[[], None] | None = None
+        self._prep_recv: Callable[..., None] | None = None
+        self._prep_send: Callable[..., None] | None = None
+        self._prep_cancel: Callable[[int, int], None] | None = None
+        self._stats.update(enters=0, completions=0, submitted=0, quick_failed=0)
         self._quick_sends = False  # the ring can (Ring.supports_quick_send) and we want them
-        self._quick: dict[int, tuple[bytes, bytes]] = {}  # user_data -> (SQE template, data)
-        self._quick_queued: dict[int, tuple[bytes, bytes]] = _SETTLED  # in the SQ, enter to come
-        self._quick_settling: dict[int, tuple[bytes, bytes]] = _SETTLED
-        # Batches: _dispatch numbers them.  A quick send queued while _batch
-        # is k has settled once batch k + 1 is dispatched (_settled > k).
-        self._batch = 0
-        self._settled = 0
-        self._unsettled: list[Connection] = []  # to _settle() after this batch
+        self._quick = QuickSends()  # staged, queued, settling (models/_io_uring_quick.py)
 
     # ---- accepting
 
@@ -640,8 +603,6 @@ class Server(LoopServer):
         if not flags & F_MORE:
             self._accept_armed = False
         if res >= 0:
-            if self._accept_paused_why == "exhausted":
-                self._accept_paused_why = ""
             self._accepted(res)
         elif -res in ACCEPT_RESOURCE_ERRNOS:
             self._accept_exhausted(-res)
@@ -651,9 +612,7 @@ class Server(LoopServer):
             self._arm_accept()
 
     def _accepted(self, fd: int) -> None:
-        limit = self.config.max_connections
-        if (limit and len(self._connections) >= limit) or self._stopping:
-            self._stats["rejected"] += 1
+        if not self._admit():
             os.close(fd)  # --max-connections: accepted and closed at once
             return
         listener = self.listener
@@ -672,15 +631,8 @@ class Server(LoopServer):
         self._handlers[conn._ud_quick] = conn._quick_done
         if self._quick_sends:
             conn._quick_sqe = self._ring.quick_send_template(conn._fd, conn._ud_quick)
-        self._stats["accepted"] += 1
-        protocol = self.protocol_factory()
-        conn._protocol = protocol
-        try:
-            protocol.connection_made(conn)
-        except Exception as exc:
-            conn._protocol_error(exc, "connection_made")
-            return
-        conn._arm_recv()
+        if self._start_protocol(conn):
+            conn._arm_recv()
 
     # ---- the signal wakeup
 
@@ -698,9 +650,8 @@ class Server(LoopServer):
         """Hand one batch of completions to their handlers (by user_data)."""
         # The quick sends queued before the enter are done, or their CQE is
         # in this batch: until it is dispatched they are "settling".
-        self._quick_settling = self._quick_queued
-        self._quick_queued = _SETTLED
-        self._batch += 1
+        quick = self._quick
+        quick.begin_batch()
         get_handler = self._handlers.get
         get_reader = self._readers.get
         pool_mem = self._pool_mem
@@ -730,28 +681,11 @@ class Server(LoopServer):
             handler = get_handler(ud)
             if handler is not None:  # None: a cancel's own CQE
                 handler(res, flags)
-        self._quick_settling = _SETTLED
-        self._settled = self._batch
-        if self._unsettled:
-            self._settle_all()
+        quick.end_batch()
 
     def _queue_quick(self) -> None:
-        """Write the staged quick sends into the SQ (just before an enter).
-        They move to _quick_queued, so that nothing queues them twice (an
-        enter that fails before submitting leaves them in the SQ)."""
-        quick = self._quick
-        self._ring.prep_quick_sends(quick.values())
-        if self._quick_queued is _SETTLED:
-            self._quick_queued = quick
-        else:
-            self._quick_queued.update(quick)
-        self._quick = {}
-
-    def _settle_all(self) -> None:
-        unsettled = self._unsettled
-        self._unsettled = []
-        for conn in unsettled:
-            conn._settle()
+        """Just before an enter: the staged quick sends into the SQ."""
+        self._quick.queue(self._ring.prep_quick_sends)
 
     def statistics(self) -> dict[str, int | float]:
         stats: dict[str, int | float] = dict(self._stats)
@@ -782,53 +716,35 @@ class Server(LoopServer):
         self._quick_sends = self.quick_sends and self.config.uring_quick_sends and ring.supports_quick_send
         return ring
 
-    def serve_forever(self) -> None:
-        # The ring is created here, in the serving thread: SINGLE_ISSUER
-        # rings belong to the thread that made them.
+    def _open_io(self) -> None:
         ring = self._open_ring()
         self._handlers[UD_ACCEPT] = self._accept_done
         self._handlers[UD_WAKEUP] = self._wakeup_done
-        self._wake_r, wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        wake_w.setblocking(False)
-        self._wake_w = wake_w  # call_soon_threadsafe() completes the wakeup recv too
-        self._wakeup_closing = False
-        old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-        signals = StopSignals(
-            lambda: self._ready.append((self._begin_stop, None)),
-            lambda: self._ready.append((self._stop_now, None)),
-        ).install()
-        try:
-            ring.prep_recv_select(self._wake_r.fileno(), UD_WAKEUP, POOL_BGID)
-            self._wakeup_armed = True
-            self._start_accepting()
-            if self.config.idle_timeout_s > 0:
-                self.call_later(min(self.config.idle_timeout_s / 4, 1.0), self._idle_sweep)
-            log.debug(
-                "io_uring: setup %s; multishot accept %s, recv %s; quick sends %s; recv pool %d x %d B",
-                "|".join(ring.setup_flag_names) or "none",
-                "yes" if self._multishot_accept else "no",
-                "yes" if self._multishot_recv else "no",
-                "yes" if self._quick_sends else "no",
-                POOL_COUNT,
-                POOL_SIZE,
-            )
-            self.announce()
-            self._run()
-        finally:
-            signals.restore()
-            signal.set_wakeup_fd(old_wakeup)
-            try:
-                self._shutdown()
-            finally:
-                self._wake_w = None
-                wake_w.close()
-                log.info("io_uring statistics: %s", self._format_stats())
+        log.debug(
+            "io_uring: setup %s; multishot accept %s, recv %s; quick sends %s; recv pool %d x %d B",
+            "|".join(ring.setup_flag_names) or "none",
+            "yes" if self._multishot_accept else "no",
+            "yes" if self._multishot_recv else "no",
+            "yes" if self._quick_sends else "no",
+            POOL_COUNT,
+            POOL_SIZE,
+        )
+
+    def _watch_wakeup(self, sock: socket.socket) -> None:
+        # A recv always armed on it: a signal always completes something.
+        self._ring.prep_recv_select(sock.fileno(), UD_WAKEUP, POOL_BGID)
+        self._wakeup_armed = True
 
     def _format_stats(self) -> str:
         return " ".join(
             f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.statistics().items()
         )
+
+    def _close_io(self) -> None:
+        try:
+            self._shutdown()
+        finally:
+            log.info("io_uring statistics: %s", self._format_stats())
 
     def _shutdown(self) -> None:
         """Leave nothing behind: abort what is open, cancel the accept and
@@ -844,18 +760,18 @@ class Server(LoopServer):
         if self._wakeup_armed:
             self._prep_cancel(UD_WAKEUP, UD_CANCEL)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        if self.stop_started is not None:  # a signalled stop: within its budget
+            deadline = min(deadline, self.stop_deadline)
         while (
-            self._zombies or self._accept_armed or self._wakeup_armed or self._quick or self._quick_queued
+            self._zombies or self._accept_armed or self._wakeup_armed or self._quick.unsubmitted
         ) and time.monotonic() < deadline:
             self._flush_recycled()
-            if self._quick:
+            if self._quick.staged:
                 self._queue_quick()
             ring.submit_and_wait(1, timeout=0.05)
             self.now = time.monotonic()
             self._dispatch(ring.reap())
-        for callback, arg in self._ready:  # the connection_lost calls still queued
-            callback(arg)
-        self._ready.clear()
+        self._drain_ready()  # the connection_lost calls still queued
         if self._zombies or self._accept_armed:
             # Never free memory the kernel may still write: leave the pool
             # mapped (closing the ring fd below ends those requests).
@@ -865,16 +781,15 @@ class Server(LoopServer):
         else:
             self._pool.close()
         ring.close()
-        self._wake_r.close()
 
     def _run(self) -> None:
         ring = self._ring
         submit_and_wait = ring.submit_and_wait
-        queue_quick = self._queue_quick
+        quick = self._quick
+        queue_quick, prep_quick_sends = quick.queue, ring.prep_quick_sends
         reap = ring.reap
         dispatch = self._dispatch
         ready = self._ready
-        popleft = ready.popleft
         stats = self._stats
         monotonic = time.monotonic
         recycled = self._recycle.__self__  # the list of buffers to give back
@@ -889,18 +804,16 @@ class Server(LoopServer):
                 # (not at all if callbacks are queued or a connection waits
                 # for its quick send to settle: a success posts no CQE, so
                 # nothing would wake us), at most until the next timer.
-                if self._quick:
-                    queue_quick()
-                submitted += submit_and_wait(0 if ready or self._unsettled else 1, timeout)
+                if quick.staged:
+                    queue_quick(prep_quick_sends)
+                submitted += submit_and_wait(0 if ready or quick.waiting else 1, timeout)
                 self.now = monotonic()
                 cqes = reap()
                 enters += 1
                 completions += len(cqes)
                 dispatch(cqes)
-                # Run only what is queued now: callbacks queued by these run next turn.
-                for _ in range(len(ready)):
-                    callback, arg = popleft()
-                    callback(arg)
+                if ready:
+                    self._run_ready()
                 timeout = self._run_timers() if self._timers else None
                 if self._stopping and not self._connections and not self._zombies and not ready:
                     return

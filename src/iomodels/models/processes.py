@@ -16,8 +16,9 @@ Facts that shaped this code:
     them too) and ask the kernel for SIGTERM if the parent dies
     (prctl PR_SET_PDEATHSIG), so none outlives the server.
   - Stopping: the parent stops accepting and sends SIGTERM to each child; a
-    child then flushes and exits like a blocking server; the parent waits for
-    the graceful timeout, then SIGKILLs what is left and reaps it.  In a child,
+    child then flushes and exits like a blocking server; the parent waits
+    until its flush deadline (the stop budget less the exit's reserve), then
+    SIGKILLs what is left and reaps it.  In a child,
     any number of stop signals means "stop gracefully" (Ctrl-C and the
     parent's SIGTERM may both arrive); only the parent escalates.
   - SIGCHLD reaps finished children (waitpid WNOHANG in a loop: signals merge);
@@ -130,6 +131,7 @@ class Server(BlockingServer):
     def request_stop(self) -> None:
         if self._is_child:
             return super().request_stop()
+        self.note_stop_signal()
         self._stopping = True
         try:
             self.listener.shutdown(socket.SHUT_RDWR)
@@ -154,9 +156,12 @@ class Server(BlockingServer):
         previous = signal.signal(signal.SIGCHLD, self._reap)
         try:
             self.accept_loop(self._fork, count_active=lambda: len(self._children))
-            deadline = time.monotonic() + self.config.graceful_timeout_s + 0.5
+            # The children flush on their own clock (the SIGTERM we sent them
+            # started it); ours started first, so whatever still runs at our
+            # flush deadline is killed, and reaping fits in what is left.
+            deadline = self.flush_deadline
             while self._children and time.monotonic() < deadline:
-                time.sleep(REAP_CHECK_S)  # SIGCHLD reaps; the sleep is cut short by it
+                time.sleep(min(REAP_CHECK_S, max(0.0, deadline - time.monotonic())))  # SIGCHLD cuts it short
                 self._reap()
             if self._children:
                 log.info("killing %d child(ren) still running", len(self._children))
