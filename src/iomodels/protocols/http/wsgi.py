@@ -337,10 +337,15 @@ class WsgiHandler:
     def _start_response(self, status: str, headers: list, exc_info=None):
         if exc_info is not None:
             try:
-                if self._head_sent:
+                if self._begun:  # too late to change the answer: PEP 3333 says re-raise
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None  # no cycle through the traceback
+            # An error page replaces a head that was framed but has not gone out.
+            self._pending.clear()
+            self._head_sent = self._chunked = self._no_body = False
+            self._length = None
+            self._sent = 0
         elif self._status is not None:
             raise AssertionError("start_response called twice without exc_info")
         if type(status) is not str or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
@@ -498,7 +503,7 @@ class WsgiHandler:
         if isinstance(exc, ClientDisconnected) or self._gone:
             return
         log.error("WSGI app %r raised", self.wsgi.app, exc_info=exc)
-        if self._head_sent:
+        if self._begun:
             self.protocol.cut()
         else:
             self.protocol.respond_error(500, b"internal server error\n")
