@@ -437,11 +437,9 @@ class HttpProtocol(Protocol):
 
     # ---- what a WSGI handler (wsgi.py) calls, on this connection's thread
 
-    def server_and_date(self) -> tuple[bytes, bytes]:
-        return self.settings.server, self.settings.date
-
-    def address_environ(self) -> dict:
-        """REMOTE_ADDR/PORT and SERVER_NAME/PORT, looked up once per connection."""
+    def base_environ(self, server_environ: dict) -> dict:
+        """The server's constant environ plus this connection's addresses
+        (REMOTE_ADDR/PORT, SERVER_NAME/PORT), built once per connection."""
         environ = self._wsgi_environ
         if environ is None:
             transport = self.transport
@@ -450,6 +448,7 @@ class HttpProtocol(Protocol):
             peer = peer if isinstance(peer, tuple) else ("", 0)
             sock = sock if isinstance(sock, tuple) else ("", 0)
             environ = self._wsgi_environ = {
+                **server_environ,
                 "REMOTE_ADDR": str(peer[0]),
                 "REMOTE_PORT": str(peer[1]),
                 "SERVER_NAME": str(sock[0]),
@@ -483,6 +482,23 @@ class HttpProtocol(Protocol):
             self._flush(out)
         else:
             out.append(data)
+
+    def respond_framed(self, data: bytes, keep_alive: bool, whole: bool) -> None:
+        """The rest of a response the handler framed itself (its head, if not
+        sent yet, and its end), in one write; ``whole``: else the body fell
+        short of its Content-Length and the connection is cut."""
+        if self._closing:
+            return
+        self._close_after = not keep_alive
+        self._chunked = False
+        self._response_started = True
+        self._emit(data)
+        if not whole:
+            self._close()
+            return
+        self._response_done = True
+        if self._request_done:
+            self._cycle_complete()
 
     def respond_error(self, status: int, body: bytes) -> None:
         self._close_after = True

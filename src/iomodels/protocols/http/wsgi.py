@@ -51,6 +51,7 @@ from iomodels.core.protocol import HIGH_WATER
 from iomodels.protocols.http.core import END_OF_MESSAGE, LAST_CHUNK, RemoteError
 from iomodels.protocols.http.protocol import _origin_form
 from iomodels.protocols.http.wsgi_streams import (
+    EMPTY_INPUT,
     ERRORS,
     INPUT_HIGH,
     ClientDisconnected,
@@ -151,6 +152,41 @@ class WsgiApp:
             "wsgi.file_wrapper": FileWrapper,
             "wsgi.input_terminated": True,  # read() returns b"" at the body's end, chunked too
         }
+        # (status, id(headers)) -> (a copy of headers, status bytes, the encoded
+        # fields, Content-Length or None, Connection: close?).  Most apps answer
+        # from a few constant lists: their fields are encoded once, not per
+        # request (the copy guards against a list changed in place).  Threads
+        # may race here; the worst is encoding twice.
+        self._heads: dict[tuple[str, int], tuple] = {}
+
+    def encoded_head(self, status: str, headers: list) -> tuple:
+        key = (status, id(headers))
+        entry = self._heads.get(key)
+        if entry is not None and entry[0] == headers:
+            return entry
+        fields = []
+        close = False
+        length = None
+        for name, value in headers:
+            if type(name) is not str or type(value) is not str:
+                raise TypeError(f"WSGI header {name!r}: {value!r} is not a pair of str")
+            if "\n" in name or "\r" in name or "\n" in value or "\r" in value or ":" in name:
+                raise ValueError(f"WSGI header {name!r}: {value!r} would split the response")
+            lowered = name.lower()
+            if lowered == "content-length":
+                length = int(value)
+            elif lowered.encode("latin-1") in HOP_BY_HOP:
+                close = close or (lowered == "connection" and "close" in value.lower())
+            else:
+                fields.append(f"{name}: {value}\r\n")
+        code = int(status[:3])
+        bodiless = code < 200 or code in NO_BODY_STATUSES
+        fields_bytes = "".join(fields).encode("latin-1")
+        entry = (list(headers), status.encode("latin-1"), fields_bytes, length, close, bodiless)
+        if len(self._heads) >= 256:  # apps that build their lists per request: no use keeping them
+            self._heads.clear()
+        self._heads[key] = entry
+        return entry
 
     def begin(self, protocol: Any, request: Any) -> None:
         """A request's head arrived: serve it.  Sets ``protocol._handler``."""
@@ -159,21 +195,25 @@ class WsgiApp:
         handler.start()
 
 
-def _header_environ(environ: dict, headers) -> None:
-    for name, value in headers:
-        key = name.decode("latin-1").upper()
-        if "_" in key:
-            continue  # X_Forwarded_For would pass for X-Forwarded-For: drop it (as gunicorn does)
+# Field name as received -> its environ key ("" for a name that is dropped).
+# Clients send the same few names again and again: translated once, not per
+# request.  Bounded: a client inventing names cannot grow it without limit.
+_ENVIRON_KEYS: dict[bytes, str] = {}
+_ENVIRON_KEYS_MAX = 4096
+
+
+def _environ_key(name: bytes) -> str:
+    key = name.decode("latin-1").upper()
+    if "_" in key:
+        key = ""  # X_Forwarded_For would pass for X-Forwarded-For: drop it (as gunicorn does)
+    else:
         key = key.replace("-", "_")
-        text = value.decode("latin-1")
-        if key == "CONTENT_TYPE" or key == "CONTENT_LENGTH":
-            environ[key] = text
-            continue
-        key = "HTTP_" + key
-        if key in environ:
-            environ[key] += "," + text  # RFC 9110 5.3: one field, values joined
-        else:
-            environ[key] = text
+        if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+            key = "HTTP_" + key
+    if len(_ENVIRON_KEYS) >= _ENVIRON_KEYS_MAX:
+        _ENVIRON_KEYS.clear()
+    _ENVIRON_KEYS[name] = key
+    return key
 
 
 class WsgiHandler:
@@ -181,63 +221,42 @@ class WsgiHandler:
     ``end()``, ``pause_writing()``, ``resume_writing()`` and
     ``connection_lost()`` on the loop thread (or the connection's thread)."""
 
-    __slots__ = (
-        "wsgi",
-        "protocol",
-        "request",
-        "input",
-        "_cond",
-        "_call",
-        "_status",
-        "_headers",
-        "_length",
-        "_sent",
-        "_head_sent",
-        "_chunked",
-        "_no_body",
-        "_pending",
-        "_keep_alive",
-        "_begun",
-        "_in_flight",
-        "_write_paused",
-        "_input_paused",
-        "_resume_asked",
-        "_gone",
-        "_app_done",
-        "_iterator",
-        "_result",
-    )
+    # No __slots__: the defaults below are class attributes, so that making
+    # a handler (once per request, on the hot path) stores five attributes,
+    # not twenty-four.
+    _cond: threading.Condition | None = None  # worker mode: guards what both threads touch
+    _call: Any = None  # worker mode: loop_caller(transport)
+    _status: str | None = None
+    _headers: list | None = None
+    _length: int | None = None  # the app's Content-Length
+    _sent = 0  # body bytes framed so far
+    _head_sent = False  # framed (maybe not yet written: see _begun)
+    _chunked = False
+    _no_body = False
+    _keep_alive = False
+    _begun = False  # the protocol was told the response started
+    _in_flight = 0  # worker mode: bytes handed to the loop, not yet written
+    _write_paused = False
+    _input_paused = False
+    _resume_asked = False
+    _gone = False  # the connection closed: stop at the next step
+    _app_done = False
+    _iterator: Any = None
+    _result: Any = None
 
     def __init__(self, wsgi: WsgiApp, protocol: Any, request: Any) -> None:
         self.wsgi = wsgi
         self.protocol = protocol
         self.request = request
-        self._status: bytes | None = None
-        self._headers: list | None = None
-        self._length: int | None = None  # the app's Content-Length
-        self._sent = 0  # body bytes framed so far
-        self._head_sent = False
-        self._chunked = False
-        self._no_body = False
         self._pending: list[bytes] = []  # framed output not yet written
-        self._keep_alive = False
-        self._begun = False  # the protocol was told the response started
-        self._in_flight = 0  # worker mode: bytes handed to the loop, not yet written
-        self._write_paused = False
-        self._input_paused = False
-        self._resume_asked = False
-        self._gone = False  # the connection closed: stop at the next step
-        self._app_done = False
-        self._iterator: Any = None
-        self._result: Any = None
         mode = wsgi.mode
         if mode == "worker":
             self._cond = threading.Condition()
             self._call = loop_caller(protocol.transport)
             self.input = InputStream(self._cond, self._wait_for_input, self._input_drained)
+        elif not request.has_body:
+            self.input = EMPTY_INPUT
         else:
-            self._cond = None
-            self._call = None
             self.input = InputStream(None, self._pump if mode == "thread" else self._no_input)
 
     # ---- the protocol's side (loop thread, or the connection's thread)
@@ -317,7 +336,8 @@ class WsgiHandler:
     def _environ(self) -> dict:
         request = self.request
         protocol = self.protocol
-        environ = self.wsgi.base_environ.copy()
+        environ = protocol._wsgi_environ or protocol.base_environ(self.wsgi.base_environ)
+        environ = environ.copy()
         target = request.target
         if target[:1] != b"/":
             target = _origin_form(target)
@@ -330,8 +350,17 @@ class WsgiHandler:
         if request.http_version == "1.0":
             environ["SERVER_PROTOCOL"] = "HTTP/1.0"
         environ["wsgi.input"] = self.input
-        environ.update(protocol.address_environ())
-        _header_environ(environ, request.headers)
+        keys = _ENVIRON_KEYS
+        for name, value in request.headers:
+            key = keys.get(name)
+            if key is None:
+                key = _environ_key(name)
+            if not key:
+                continue
+            if key in environ:  # RFC 9110 5.3: one field, its values joined
+                environ[key] += "," + value.decode("latin-1")
+            else:
+                environ[key] = value.decode("latin-1")
         return environ
 
     def _start_response(self, status: str, headers: list, exc_info=None):
@@ -350,7 +379,7 @@ class WsgiHandler:
             raise AssertionError("start_response called twice without exc_info")
         if type(status) is not str or len(status) < 4 or not status[:3].isdigit() or status[3] != " ":
             raise ValueError(f"bad WSGI status {status!r}")
-        self._status = status.encode("latin-1")
+        self._status = status
         self._headers = headers
         return self._write
 
@@ -359,19 +388,28 @@ class WsgiHandler:
         self._add(data)
         self._flush()
 
-    def _call_app(self) -> None:
-        """Call the app and pull its iterable until done or paused (inline)."""
+    def _call_app(self) -> bool:
+        """Call the app; True if its result was a list or tuple (the whole
+        body, now framed in _pending), else its iterator is ready to pull."""
         result = self.wsgi.app(self._environ(), self._start_response)
-        self._result = result
-        if type(result) is list or type(result) is tuple:
-            # The whole body is here: one write, with a Content-Length.
+        if type(result) is not list and type(result) is not tuple:
+            self._result = result
+            self._iterator = iter(result)
+            return False
+        # The whole body is here (and a list has no close()): one write, with
+        # a Content-Length.  Hello world takes the first branch.
+        if len(result) == 1 and not self._head_sent and type(result[0]) is bytes:
+            data = result[0]
+            head = self._head(len(data))
+            self._pending.append(head if self._no_body else head + data)
+            self._sent = len(data)
+        else:
             if not self._head_sent and self._status is not None:
                 self._pending.append(self._head(sum(len(data) for data in result)))
             for data in result:
                 self._add(data)
-            self._iterator = ()
-        else:
-            self._iterator = iter(result)
+        self._iterator = ()
+        return True
 
     def _pull(self) -> bool:
         """Pull the next block; True when the iterable has ended.
@@ -406,45 +444,40 @@ class WsgiHandler:
             raise AssertionError("the WSGI app returned without calling start_response")
         protocol = self.protocol
         request = self.request
-        code = int(self._status[:3])
-        lines = [b"HTTP/1.1 %s\r\nServer: %s\r\nDate: %s\r\n" % (self._status, *protocol.server_and_date())]
-        close = False
-        length = None
-        for name, value in self._headers:
-            name_bytes = name.encode("latin-1")
-            lowered = name_bytes.lower()
-            if lowered == b"content-length":
-                length = int(value)
-                continue
-            if lowered in HOP_BY_HOP:
-                if lowered == b"connection" and "close" in value.lower():
-                    close = True
-                continue
-            lines.append(b"%s: %s\r\n" % (name_bytes, value.encode("latin-1")))
+        _, status, fields, length, close, bodiless = self.wsgi.encoded_head(self._status, self._headers)
         head_request = request.method == b"HEAD"
-        bodiless = code < 200 or code in NO_BODY_STATUSES
         if length is None and known_length is not None and not bodiless:
             length = known_length
         self._length = length
         keep_alive = protocol.keep_alive_after(close)
         if bodiless:
-            pass
+            framing = b""
         elif length is not None:
-            lines.append(b"Content-Length: %d\r\n" % length)
+            framing = b"Content-Length: %d\r\n" % length
         elif request.http_version == "1.1":
             self._chunked = not head_request
-            lines.append(b"Transfer-Encoding: chunked\r\n")
+            framing = b"Transfer-Encoding: chunked\r\n"
         else:
+            framing = b""
             keep_alive = False  # HTTP/1.0: the close ends the body
         if not keep_alive:
-            lines.append(b"Connection: close\r\n")
+            connection = b"Connection: close\r\n"
         elif request.http_version == "1.0":
-            lines.append(b"Connection: keep-alive\r\n")
-        lines.append(b"\r\n")
+            connection = b"Connection: keep-alive\r\n"
+        else:
+            connection = b""
         self._keep_alive = keep_alive
         self._no_body = head_request or bodiless
         self._head_sent = True
-        return b"".join(lines)
+        settings = protocol.settings
+        return b"HTTP/1.1 %s\r\nServer: %s\r\nDate: %s\r\n%s%s%s\r\n" % (
+            status,
+            settings.server,
+            settings.date,
+            fields,
+            framing,
+            connection,
+        )
 
     def _add(self, data: bytes) -> None:
         """Frame one piece of the body into the pending output."""
@@ -512,7 +545,12 @@ class WsgiHandler:
 
     def _run_here(self) -> None:
         try:
-            self._call_app()
+            if self._call_app():
+                self._app_done = True
+                whole = self._finish_output()
+                self._begun = True
+                self.protocol.respond_framed(self._take_pending(), self._keep_alive, whole)
+                return
             inline = self.wsgi.mode == "inline"
             while not self._pull():
                 self._flush()
@@ -583,9 +621,9 @@ class WsgiHandler:
     def _run_worker(self) -> bytes | BaseException | None:
         """On a worker thread; the result goes to _worker_finished on the loop."""
         try:
-            self._call_app()
-            while not self._pull():
-                self._flush_to_loop()
+            if not self._call_app():
+                while not self._pull():
+                    self._flush_to_loop()
             whole = self._finish_output()
             data = self._take_pending()
             return data if whole else ClientDisconnected("short body")
@@ -602,8 +640,8 @@ class WsgiHandler:
         if self._gone:
             return
         if type(outcome) is bytes:
-            self._deliver(outcome, False)
-            self.protocol.finish()
+            self._begun = True
+            self.protocol.respond_framed(outcome, self._keep_alive, True)
         elif isinstance(outcome, ClientDisconnected) and str(outcome) == "short body":
             self.protocol.cut()
         elif isinstance(outcome, BaseException):

@@ -175,3 +175,28 @@ class InputStream:
     def __iter__(self):
         while line := self.readline():
             yield line
+
+
+class EmptyInput:
+    """``wsgi.input`` of a request without a body: no state, one for all."""
+
+    __slots__ = ()
+    size = 0
+    # What the server sets on a real InputStream is ignored here.
+    eof = property(lambda self: True, lambda self, value: None)
+    error = property(lambda self: None, lambda self, value: None)
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self):
+        return iter(())
+
+
+EMPTY_INPUT = EmptyInput()
