@@ -147,6 +147,7 @@ class HttpProtocol(Protocol):
         "_keepalive_s",
         "_input_paused",
         "_wsgi_environ",
+        "_wsgi_sync",
     )
 
     def __init__(self, settings: HttpSettings | None = None) -> None:
@@ -169,6 +170,7 @@ class HttpProtocol(Protocol):
         self._write_paused = self._reading_paused = self._eof = self._closing = False
         self._input_paused = False  # a WSGI app has a request body buffered up to its bound
         self._wsgi_environ: dict | None = None  # the connection's addresses, for WSGI environs
+        self._wsgi_sync: tuple | None = None  # a WSGI worker's lock and way back to this loop
         self._armed: float | None = -1.0
         self._keepalive_s = self.settings.keepalive_timeout_s
         self._arm(self.settings.limits.header_timeout_s)

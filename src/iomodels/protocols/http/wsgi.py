@@ -251,8 +251,15 @@ class WsgiHandler:
         self._pending: list[bytes] = []  # framed output not yet written
         mode = wsgi.mode
         if mode == "worker":
-            self._cond = threading.Condition()
-            self._call = loop_caller(protocol.transport)
+            # One lock and one way back to the loop per connection, not per
+            # request: a connection's requests are served one after another.
+            sync = protocol._wsgi_sync
+            if sync is None:
+                sync = protocol._wsgi_sync = (
+                    threading.Condition(threading.Lock()),
+                    loop_caller(protocol.transport),
+                )
+            self._cond, self._call = sync
             self.input = InputStream(self._cond, self._wait_for_input, self._input_drained)
         elif not request.has_body:
             self.input = EMPTY_INPUT
