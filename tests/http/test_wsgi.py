@@ -261,6 +261,10 @@ def test_flask_app(flask_server: Server) -> None:
         [r] = read_responses(sock, 1)
         assert r.headers[b"transfer-encoding"] == b"chunked"
         assert r.body == "".join(f"line {i}\n" for i in range(50)).encode()
+        sock.sendall(get(b"/file"))
+        [r] = read_responses(sock, 1)
+        assert r.body == (APPS_DIR / "flask_app.py").read_bytes()
+        assert r.headers[b"content-length"] == str(len(r.body)).encode()
         sock.sendall(get(b"/error"))
         assert read_responses(sock, 1)[0].status == 500
     assert "a Flask view that fails" in flask_server.stderr()

@@ -3,7 +3,7 @@ POST, a streamed response and an error route."""
 
 from __future__ import annotations
 
-from flask import Flask, Response, abort, jsonify, request, stream_with_context
+from flask import Flask, Response, abort, jsonify, request, send_file, stream_with_context
 
 app = Flask(__name__)
 ITEMS: dict[int, str] = {1: "one"}
@@ -41,6 +41,11 @@ def stream():
             yield f"line {i}\n"
 
     return Response(stream_with_context(generate()), mimetype="text/plain")
+
+
+@app.get("/file")
+def a_file():
+    return send_file(__file__, mimetype="text/plain")  # wsgi.file_wrapper (sendfile on the blocking models)
 
 
 @app.get("/error")

@@ -401,6 +401,9 @@ class WsgiHandler:
         result = self.wsgi.app(self._environ(), self._start_response)
         if type(result) is not list and type(result) is not tuple:
             self._result = result
+            if type(result) is FileWrapper and self.wsgi.mode == "thread" and self._send_file(result):
+                self._iterator = ()
+                return True
             self._iterator = iter(result)
             return False
         # The whole body is here (and a list has no close()): one write, with
@@ -416,6 +419,35 @@ class WsgiHandler:
             for data in result:
                 self._add(data)
         self._iterator = ()
+        return True
+
+    def _send_file(self, wrapper: FileWrapper) -> bool:
+        """Thread mode: a real file goes out with socket.sendfile() (the
+        kernel copies, os.sendfile) on the connection's own blocking socket;
+        the head first.  False: not a real file, iterate it instead.
+
+        The event-loop models read it in blocks: their transports offer no
+        sendfile(file, offset, count) yet, and what such a call promises
+        (when the file may be closed) is the transport's to define."""
+        sock = self.protocol.transport.get_extra_info("socket")
+        if sock is None or self._head_sent or self._status is None:
+            return False
+        file = wrapper.filelike
+        try:
+            offset = file.tell()
+            count = os.fstat(file.fileno()).st_size - offset
+        except (AttributeError, OSError, ValueError):  # a BytesIO, a pipe...
+            return False
+        head = self._head(count)
+        if self._length is not None and self._length < count:
+            count = self._length  # the app announced less: send that much
+        self._deliver(head, True)
+        if not self._no_body and count > 0 and not self.protocol.transport_closing():
+            try:
+                sent = sock.sendfile(file, offset, count)
+            except OSError as exc:  # reset, broken pipe, SO_SNDTIMEO
+                raise ClientDisconnected(f"sendfile: {exc}") from exc
+            self._sent = sent
         return True
 
     def _pull(self) -> bool:
