@@ -183,6 +183,8 @@ class HttpProtocol(Protocol):
         self._out = out = []
         try:
             self._core.receive_data(data, now)
+            if self._held and not self._reading_paused:
+                self._update_reading()  # a lazy hold: now there is something to hold back
             self._process()
         finally:
             self._out = None
@@ -254,7 +256,13 @@ class HttpProtocol(Protocol):
                     self._cycle_complete()
                 elif not self._closing:
                     self._held = True
-                    self._update_reading()
+                    # A handler that answers from a worker (WSGI) holds nearly
+                    # every request: pausing then costs two epoll_ctl per
+                    # request.  It may hold lazily: reading pauses only once
+                    # more bytes are here (data_received), still at most one
+                    # recv() of later requests.
+                    if not getattr(self._handler, "hold_lazily", False) or core.has_events():
+                        self._update_reading()
             elif event is NEED_DATA:
                 break
             else:

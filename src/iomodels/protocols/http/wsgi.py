@@ -243,6 +243,7 @@ class WsgiHandler:
     _app_done = False
     _iterator: Any = None
     _result: Any = None
+    hold_lazily = True  # see HttpProtocol._process: no pause/resume per request
 
     def __init__(self, wsgi: WsgiApp, protocol: Any, request: Any) -> None:
         self.wsgi = wsgi
