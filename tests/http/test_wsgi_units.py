@@ -33,7 +33,12 @@ def test_the_registry_says_who_runs_the_app(apps_on_path) -> None:
     assert make_wsgi_app("wsgi_apps:wsgi_hello", "threads", inline=True).mode == "thread"
     assert make_wsgi_app("wsgi_apps:wsgi_hello", "epoll").mode == "worker"
     assert make_wsgi_app("wsgi_apps:wsgi_hello", "epoll", inline=True).mode == "inline"
-    assert make_wsgi_app("wsgi_apps:wsgi_hello", "processes").base_environ["wsgi.multiprocess"] is True
+    processes = make_wsgi_app("wsgi_apps:wsgi_hello", "processes").base_environ
+    assert processes["wsgi.multiprocess"] is True and processes["wsgi.multithread"] is False
+    assert make_wsgi_app("wsgi_apps:wsgi_hello", "threads").base_environ["wsgi.multithread"] is True
+    assert (
+        make_wsgi_app("wsgi_apps:wsgi_hello", "epoll", inline=True).base_environ["wsgi.multithread"] is False
+    )
 
 
 def test_config_reaches_the_settings(apps_on_path) -> None:

@@ -128,14 +128,17 @@ def make_wsgi_app(spec: str, model: str, inline: bool = False) -> WsgiApp:
     app = load_app(spec)
     # --app-inline changes nothing on a blocking model: the connection's thread is the app's.
     mode = "thread" if is_blocking_model(model) else "inline" if inline else "worker"
-    return WsgiApp(app, mode, multiprocess=model == "processes")
+    # The app is called from several threads at once on the pool and on the
+    # models with a thread per connection; from one thread otherwise.
+    multithread = mode == "worker" or model in ("threads", "threadpool")
+    return WsgiApp(app, mode, multiprocess=model == "processes", multithread=multithread)
 
 
 class WsgiApp:
     """What the connections of one server share: the app, the mode, the
     environ's constant part."""
 
-    def __init__(self, app: Any, mode: str, multiprocess: bool = False) -> None:
+    def __init__(self, app: Any, mode: str, multiprocess: bool = False, multithread: bool = True) -> None:
         if mode not in ("thread", "worker", "inline"):
             raise ValueError(f"unknown WSGI mode {mode!r}")
         self.app = app
@@ -146,7 +149,7 @@ class WsgiApp:
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
             "wsgi.errors": ERRORS,
-            "wsgi.multithread": mode != "inline",
+            "wsgi.multithread": multithread and mode != "inline",
             "wsgi.multiprocess": multiprocess,
             "wsgi.run_once": False,
             "wsgi.file_wrapper": FileWrapper,
