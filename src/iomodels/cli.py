@@ -152,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES_PER_S",
         help="a request body slower than this after a 5 s grace is cut with 408 (default 240; 0: off)",
     )
+    http.add_argument(
+        "--app",
+        default="",
+        metavar="MODULE:CALLABLE",
+        help="serve this WSGI (PEP 3333) application on every path: on the connection's own "
+        "thread in the blocking models, on the --offload-workers pool in the event-loop ones",
+    )
+    http.add_argument(
+        "--app-inline",
+        action="store_true",
+        help="run the --app on the event loop's thread (only for apps that never block; the "
+        "request body is buffered before the app is called)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     sub.add_parser(
@@ -234,7 +247,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         http_header_timeout_s=args.header_timeout,
         http_max_body=args.max_body,
         http_min_body_rate=args.min_body_rate,
+        http_app=args.app,
+        http_app_inline=args.app_inline,
     )
+    if (args.app or args.app_inline) and args.protocol != "http":
+        sys.stderr.write("iomodels serve: error: --app and --app-inline need --protocol http\n")
+        return EXIT_USAGE
+    if args.app_inline and not args.app:
+        sys.stderr.write("iomodels serve: error: --app-inline needs --app MODULE:CALLABLE\n")
+        return EXIT_USAGE
     try:
         return run(config)
     except IOModelsError as exc:

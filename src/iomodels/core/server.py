@@ -75,6 +75,8 @@ class ServerConfig:
     http_header_timeout_s: float = 10.0  # first byte of a request to the end of its head
     http_max_body: int = 1024**3  # bytes; over it: 413
     http_min_body_rate: float = 240.0  # bytes/s after a 5 s grace; 0: no minimum
+    http_app: str = ""  # --app MODULE:CALLABLE, a WSGI app (protocols/http/wsgi.py)
+    http_app_inline: bool = False  # --app-inline: run it on the event loop's thread
 
 
 @dataclass

@@ -29,10 +29,12 @@ from __future__ import annotations
 import time
 
 from iomodels.core.protocol import Protocol
+from iomodels.core.server import RECV_SIZE
 from iomodels.protocols.http.core import (
     CONTINUE,
     DEFAULT_KEEPALIVE_TIMEOUT_S,
     END_OF_MESSAGE,
+    ERROR,
     HEAD,
     IDLE,
     LAST_CHUNK,
@@ -74,12 +76,14 @@ class HttpSettings:
         limits: Limits | None = None,
         keepalive_timeout_s: float = DEFAULT_KEEPALIVE_TIMEOUT_S,
         server: bytes = b"iomodels",
+        wsgi=None,
     ) -> None:
         self.state = state  # core.server.ServerState, or None (tests, a foreign runner)
         self.model = state.model if state is not None else "unknown"
         self.limits = limits or Limits()
         self.keepalive_timeout_s = keepalive_timeout_s
         self.server = server
+        self.wsgi = wsgi  # wsgi.WsgiApp: --app serves every path, instead of the routes
         self._second = -1
         self.date = b""
         # spec -> 8 variants (close, HTTP/1.0, HEAD), rebuilt each second with Date.
@@ -141,6 +145,9 @@ class HttpProtocol(Protocol):
         "_closing",
         "_armed",
         "_keepalive_s",
+        "_input_paused",
+        "_wsgi_environ",
+        "_wsgi_sync",
     )
 
     def __init__(self, settings: HttpSettings | None = None) -> None:
@@ -161,6 +168,9 @@ class HttpProtocol(Protocol):
         self._chunked = self._no_body = self._close_after = self._continue_sent = False
         self._held = False  # request complete, response not: later requests wait
         self._write_paused = self._reading_paused = self._eof = self._closing = False
+        self._input_paused = False  # a WSGI app has a request body buffered up to its bound
+        self._wsgi_environ: dict | None = None  # the connection's addresses, for WSGI environs
+        self._wsgi_sync: tuple | None = None  # a WSGI worker's lock and way back to this loop
         self._armed: float | None = -1.0
         self._keepalive_s = self.settings.keepalive_timeout_s
         self._arm(self.settings.limits.header_timeout_s)
@@ -173,6 +183,8 @@ class HttpProtocol(Protocol):
         self._out = out = []
         try:
             self._core.receive_data(data, now)
+            if self._held and not self._reading_paused:
+                self._update_reading()  # a lazy hold: now there is something to hold back
             self._process()
         finally:
             self._out = None
@@ -201,6 +213,9 @@ class HttpProtocol(Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._closing = True
+        handler = self._handler
+        if handler is not None and hasattr(handler, "connection_lost"):
+            handler.connection_lost()  # a WSGI app on a worker stops, and its iterable is closed
         self._handler = None
         self.transport = None
 
@@ -208,9 +223,15 @@ class HttpProtocol(Protocol):
         self._write_paused = True
         self._update_reading()
         self._arm(None)
+        handler = self._handler
+        if handler is not None and hasattr(handler, "pause_writing"):
+            handler.pause_writing()  # a WSGI app stops pulling its iterable
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        handler = self._handler
+        if handler is not None and hasattr(handler, "resume_writing"):
+            handler.resume_writing()
         now = _monotonic()
         self._core.restart_body_clock(now)  # we held the peer back: not its delay
         self._update_reading()
@@ -235,7 +256,13 @@ class HttpProtocol(Protocol):
                     self._cycle_complete()
                 elif not self._closing:
                     self._held = True
-                    self._update_reading()
+                    # A handler that answers from a worker (WSGI) holds nearly
+                    # every request: pausing then costs two epoll_ctl per
+                    # request.  It may hold lazily: reading pauses only once
+                    # more bytes are here (data_received), still at most one
+                    # recv() of later requests.
+                    if not getattr(self._handler, "hold_lazily", False) or core.has_events():
+                        self._update_reading()
             elif event is NEED_DATA:
                 break
             else:
@@ -246,6 +273,11 @@ class HttpProtocol(Protocol):
         self._request_done = self._response_started = self._response_done = False
         self._chunked = self._no_body = self._continue_sent = False
         self._close_after = not request.keep_alive or request.upgrade or self.settings.stopping()
+        wsgi = self.settings.wsgi
+        if wsgi is not None:
+            self._handler = _IGNORE_BODY  # until the WSGI handler is in place
+            wsgi.begin(self, request)
+            return
         target = request.target
         if target[:1] != b"/":  # absolute-form, which servers must accept (RFC 9112 3.2.2)
             target = _origin_form(target)
@@ -386,7 +418,7 @@ class HttpProtocol(Protocol):
             self.transport.close()
 
     def _update_reading(self) -> None:
-        paused = self._write_paused or self._held
+        paused = self._write_paused or self._held or self._input_paused
         if paused != self._reading_paused and self.transport is not None:
             self._reading_paused = paused
             if paused:
@@ -395,7 +427,7 @@ class HttpProtocol(Protocol):
                 self.transport.resume_reading()
 
     def _update_timer(self, now: float) -> None:
-        if self._write_paused or self._held:
+        if self._write_paused or self._held or self._input_paused:
             self._arm(None)
             return
         state = self._core.state
@@ -413,6 +445,124 @@ class HttpProtocol(Protocol):
             self._armed = seconds
             self._set_idle(seconds)
 
+    # ---- what a WSGI handler (wsgi.py) calls, on this connection's thread
+
+    def base_environ(self, server_environ: dict) -> dict:
+        """The server's constant environ plus this connection's addresses
+        (REMOTE_ADDR/PORT, SERVER_NAME/PORT), built once per connection."""
+        environ = self._wsgi_environ
+        if environ is None:
+            transport = self.transport
+            peer = transport.get_extra_info("peername") if transport is not None else None
+            sock = transport.get_extra_info("sockname") if transport is not None else None
+            peer = peer if isinstance(peer, tuple) else ("", 0)
+            sock = sock if isinstance(sock, tuple) else ("", 0)
+            environ = self._wsgi_environ = {
+                **server_environ,
+                "REMOTE_ADDR": str(peer[0]),
+                "REMOTE_PORT": str(peer[1]),
+                "SERVER_NAME": str(sock[0]),
+                "SERVER_PORT": str(sock[1]),
+            }
+        return environ
+
+    def keep_alive_after(self, close: bool) -> bool:
+        """Whether the connection may stay open after this response (``close``:
+        it may not)."""
+        if close:
+            self._close_after = True
+        request = self._request
+        return not self._must_close() and request.keep_alive and not request.upgrade
+
+    def response_begins(self, keep_alive: bool) -> None:
+        """The handler frames the body itself (chunks, the last chunk)."""
+        self._close_after = not keep_alive
+        self._chunked = False
+        self._response_started = True
+
+    def write_now(self, data: bytes, streaming: bool) -> None:
+        """Inside data_received, output is batched into one write; a streamed
+        piece goes out at once (with what was batched before it)."""
+        out = self._out
+        if out is None:
+            if self.transport is not None and not self._closing:
+                self._write(data)
+        elif streaming:
+            out.append(data)
+            self._flush(out)
+        else:
+            out.append(data)
+
+    def respond_framed(self, data: bytes, keep_alive: bool, whole: bool) -> None:
+        """The rest of a response the handler framed itself (its head, if not
+        sent yet, and its end), in one write; ``whole``: else the body fell
+        short of its Content-Length and the connection is cut."""
+        if self._closing:
+            return
+        self._close_after = not keep_alive
+        self._chunked = False
+        self._response_started = True
+        self._emit(data)
+        if not whole:
+            self._close()
+            return
+        self._response_done = True
+        if self._request_done:
+            self._cycle_complete()
+
+    def respond_error(self, status: int, body: bytes) -> None:
+        self._close_after = True
+        self.respond(status, (TEXT,), body)
+
+    def cut(self) -> None:
+        """End the connection in the middle of a response (what went out stays)."""
+        self._close()
+
+    def transport_closing(self) -> bool:
+        transport = self.transport
+        return self._closing or transport is None or transport.is_closing()
+
+    def pause_input(self, paused: bool) -> None:
+        """A WSGI app's buffered body is above / back below its bound.  While
+        we hold the peer back, neither the body-stall timer nor the minimum
+        body rate may blame it."""
+        self._input_paused = paused
+        self._update_reading()
+        if self._closing:
+            return
+        if paused:
+            self._arm(None)
+        else:
+            now = _monotonic()
+            self._core.restart_body_clock(now)
+            self._update_timer(now)
+
+    def pump_body(self):
+        """The blocking models: the next event of the current request's body
+        for wsgi.input, recv()ing when none is queued, on this connection's own
+        thread.  Yields one body ``bytes``, or END_OF_MESSAGE / a RemoteError
+        (left queued for _process, which ends the request as usual), or None
+        (the peer went away)."""
+        core = self._core
+        events = core._events
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        while True:
+            if events:
+                first = events[0]
+                yield events.popleft() if type(first) is bytes else first
+                return
+            if sock is None or core.state is ERROR or self.transport_closing():
+                yield None
+                return
+            try:
+                data = sock.recv(RECV_SIZE)
+            except OSError:  # reset, or SO_RCVTIMEO (--idle-timeout) expired
+                data = b""
+            core.receive_data(data, _monotonic())
+            if not data and not events:
+                yield None
+                return
+
 
 def make_factory(state=None, config=None):
     """The zero-argument protocol factory the models call, with one HttpSettings
@@ -423,7 +573,12 @@ def make_factory(state=None, config=None):
             header_timeout_s=config.http_header_timeout_s,
             min_body_rate=config.http_min_body_rate,
         )
-        settings = HttpSettings(state, limits, config.http_keepalive_timeout_s)
+        wsgi = None
+        if config.http_app:
+            from iomodels.protocols.http.wsgi import make_wsgi_app
+
+            wsgi = make_wsgi_app(config.http_app, config.model, config.http_app_inline)
+        settings = HttpSettings(state, limits, config.http_keepalive_timeout_s, wsgi=wsgi)
     else:
         settings = HttpSettings(state)
 
