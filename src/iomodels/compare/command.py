@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="http: comma-separated peers to run beside the models (default: all of "
         "gunicorn-sync, gunicorn-gthread, waitress, granian, uvicorn, nginx; 'none' for none)",
     )
+    p.add_argument(
+        "--app",
+        metavar="MODULE:CALLABLE",
+        help="http: the models serve this WSGI app instead of their built-in routes; "
+        "iomodels.webbench.apps:wsgi_hello is the hello world the WSGI peers serve",
+    )
+    p.add_argument("--app-inline", action="store_true", help="http: run --app on the event loop's thread")
     p.add_argument("--path", default="/plaintext", help="http: the route wrk requests (default /plaintext)")
     p.add_argument(
         "--pipeline", type=int, default=1, help="http: requests per write, as TechEmpower's 16 (default 1)"
@@ -145,6 +152,11 @@ def _run_http(args: argparse.Namespace) -> int:
         )
     if args.pipeline < 1:
         raise ValueError("--pipeline must be >= 1")
+    if args.app_inline and not args.app:
+        raise ValueError("--app-inline needs --app MODULE:CALLABLE")
+    server_args = ["--app", args.app] if args.app else []
+    if args.app_inline:
+        server_args.append("--app-inline")
     if wrk.wrk_path() is None:
         sys.stderr.write(f"iomodels compare: {wrk.INSTALL_HINT}\n")
         return 1
@@ -156,6 +168,7 @@ def _run_http(args: argparse.Namespace) -> int:
         pipeline=args.pipeline,
         path=args.path,
         repeats=max(1, args.repeats),
+        server_args=server_args,
     )
     raise_nofile_limit()  # wrk and the servers hold up to 1000 connections each
     started = time.monotonic()
