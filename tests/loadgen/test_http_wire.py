@@ -11,6 +11,7 @@ import pytest
 from iomodels.loadgen.http_wire import (
     JSON_BODY,
     PLAINTEXT_BODY,
+    ParseCache,
     ResponseError,
     ResponseParser,
     build_request,
@@ -166,17 +167,38 @@ def test_a_short_body_at_close() -> None:
 
 
 def test_the_head_cache_is_shared_and_bounded() -> None:
-    cache: dict = {}
+    cache = ParseCache()
     first, second = ResponseParser(PLAINTEXT_BODY, cache=cache), ResponseParser(PLAINTEXT_BODY, cache=cache)
     assert first.feed(PLAIN) == 1 and second.feed(PLAIN) == 1
-    assert len(cache) == 1
+    assert len(cache.heads) == 1 and cache.payloads == {PLAIN: 1}
+    assert second.feed(PLAIN * 2) == 2 and cache.payloads[PLAIN * 2] == 2
     for second_of_day in range(300):  # a new Date every second
         dated = PLAIN.replace(b"14:57:55", f"{second_of_day:08d}".encode())
         assert first.feed(dated) == 1
-    assert 0 < len(cache) <= 256
+    assert 0 < len(cache.heads) <= 256 and 0 < len(cache.payloads) <= 256
     # a cached head is not a free pass for a bad body
     with pytest.raises(ResponseError):
         first.feed(PLAIN.replace(b"Hello", b"Jello"))
+
+
+def test_only_clean_payloads_are_remembered() -> None:
+    """A payload read mid-response, or one that leaves bytes over, means something
+    else the next time: it is never answered from memory."""
+    cache = ParseCache()
+    parser = ResponseParser(PLAINTEXT_BODY, cache=cache)
+    assert parser.feed(PLAIN + PLAIN[:10]) == 1 and parser.partial
+    assert parser.feed(PLAIN[10:]) == 1 and not parser.partial
+    assert cache.payloads == {}
+    assert parser.feed(PLAIN) == 1 and cache.payloads == {PLAIN: 1}
+    # the same bytes with a response begun: read (and found wrong), not remembered
+    assert parser.feed(PLAIN[:20]) == 0
+    with pytest.raises(ResponseError):
+        parser.feed(PLAIN)
+    closing = PLAIN.replace(b"Server", b"Connection: close\r\nServer")
+    fresh = ResponseParser(PLAINTEXT_BODY, cache=cache)
+    assert fresh.feed(closing) == 1 and closing not in cache.payloads
+    with pytest.raises(ResponseError):
+        fresh.feed(PLAIN)  # after Connection: close, even remembered bytes are an error
 
 
 def test_requests_and_expected_bodies() -> None:

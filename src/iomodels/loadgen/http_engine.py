@@ -44,6 +44,7 @@ from iomodels.loadgen.engine import (
     payload,
 )
 from iomodels.loadgen.http_wire import (
+    ParseCache,
     ResponseError,
     ResponseParser,
     build_request,
@@ -60,7 +61,7 @@ class HttpWorker(Worker):
             raise ValueError("pipeline must be >= 1")
         super().__init__(config)
         self.pipeline = config.pipeline
-        self._cache: dict = {}  # heads already parsed, shared by every connection
+        self._cache = ParseCache()  # shared by every connection of this worker
         expected = self.expected_body
         head_request = config.method == "HEAD"
         self._parsers = [ResponseParser(expected, head_request, self._cache) for _ in range(self.n)]
