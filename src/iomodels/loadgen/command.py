@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         "framing, a 2xx status, and the body where the route's is known (/plaintext, /json, "
         "/echo, /upper). A wrong response counts as an error by kind (status, mismatch, "
         "malformed, read...) and its connection is closed and re-opened. Latency: one sample per "
-        "response, from the send of its batch, as wrk measures pipelined requests. "
+        "response, from the send of its batch (wrk keeps one per batch); the next batch goes out "
+        "as soon as the last response is read. Cross-checked against wrk: "
+        "python bench/crosscheck.py --against wrk. "
         "Example: iomodels bench --protocol http --port 8000 -c 100 -d 5s --pipeline 16",
     )
     p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
