@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         "/echo, /upper). A wrong response counts as an error by kind (status, mismatch, "
         "malformed, read...) and its connection is closed and re-opened. Latency: one sample per "
         "response, from the send of its batch (wrk keeps one per batch); the next batch goes out "
-        "as soon as the last response is read. Cross-checked against wrk: "
+        "as soon as the last response is read. --idle connections are proven alive by one "
+        "batch; a server's keep-alive timeout (ours: serve --keepalive-timeout, 5 s) closes them, "
+        "which counts as read errors. Cross-checked against wrk: "
         "python bench/crosscheck.py --against wrk. "
         "Example: iomodels bench --protocol http --port 8000 -c 100 -d 5s --pipeline 16",
     )
