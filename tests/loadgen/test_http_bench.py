@@ -139,6 +139,32 @@ def test_a_wrong_path_is_a_status_error() -> None:
     assert set(result["error_detail"]) == {"status: HTTP 404"}
 
 
+def test_open_loop_rate_counts_requests_not_batches() -> None:
+    with (
+        Server("epoll", protocol="http") as server,
+        _gen(server.port, connections=2, rate=400, pipeline=4) as gen,
+    ):
+        gen.setup(10)
+        result = gen.run(1.0, record=True, drain_s=2)
+    assert result["errors_total"] == 0, result["error_detail"]
+    assert 0.7 * 400 <= result["requests"] <= 1.1 * 400
+
+
+def test_ipv6_host_header() -> None:
+    try:  # as tests/conformance/test_session.py: a machine without ::1 cannot run it
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    with (
+        Server("epoll", protocol="http", host="::1") as server,
+        LoadGenerator(LoadConfig(host="::1", port=server.port, protocol="http", connections=2)) as gen,
+    ):
+        gen.setup(10)
+        result = gen.run(0.3, record=True, drain_s=2)
+    assert result["requests"] > 0 and result["errors_total"] == 0, result["error_detail"]
+
+
 # ---------------------------------------------------------------------------
 # scripted servers: exact counts, each error by its kind
 
