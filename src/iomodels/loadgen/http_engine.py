@@ -7,7 +7,7 @@ What changes from the echo engine (engine.py), and only that: a round trip is
   timeouts, open and closed loops, phases and histograms are the echo
   engine's, inherited.
 Latency: one sample per response, from the send of its batch (for a batch of
-  one, its request), as wrk measures a pipelined response; wrk records one
+  one, its request).  wrk also counts from the batch's write, but records one
   sample per batch, when its last response arrives.  The next batch goes out
   as soon as the last response is read, so every connection always has a
   batch in flight and the mean latency is Little's law's connections x
