@@ -51,7 +51,9 @@ import time
 from array import array
 from dataclasses import dataclass, field
 
-ERROR_KINDS = ("connect", "read", "write", "timeout", "mismatch")
+# status and malformed are HTTP's (http_engine.py): a response whose status is
+# not 2xx, and bytes that are not an HTTP/1.1 response
+ERROR_KINDS = ("connect", "read", "write", "timeout", "mismatch", "status", "malformed")
 
 # bytes per recv() at most.  recv(n) mallocs n bytes first: above glibc's mmap
 # threshold (128 KiB) that is an mmap+munmap per call, which cost 4x the CPU per
@@ -118,6 +120,10 @@ class WorkerConfig:
     timeout_s: float = 2.0  # a reply later than this is an error
     connect_timeout_s: float = 3.0
     prime: bool = False  # setup also proves every *active* connection alive (one round trip)
+    # protocol "http" only (http_engine.py)
+    method: str = "GET"
+    path: str = "/plaintext"
+    pipeline: int = 1  # requests per write; the responses are matched in order
 
 
 @dataclass
@@ -148,8 +154,7 @@ class Worker:
         if config.active < 0 or config.idle < 0 or config.msize < 1:
             raise ValueError("need active >= 0, idle >= 0, msize >= 1")
         self.config = config
-        self.msg = payload(config.msize)
-        self.expected = expected_reply(config.protocol, self.msg)
+        self.msg, self.expected = self._messages(config)
         family, _, _, _, sockaddr = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM)[0]
         self._family = family
         self._addr = sockaddr
@@ -179,6 +184,18 @@ class Worker:
         # per-connection interval of the open-loop schedule
         self._interval_ns = int(1e9 * config.active / config.rate) if self._open_loop else 0
         self._schedule: list[tuple[int, int]] = []  # heap of (intended send ns, index)
+
+    def _messages(self, config: WorkerConfig) -> tuple[bytes, bytes]:
+        """What one round trip sends, and what it must get back."""
+        msg = payload(config.msize)
+        return msg, expected_reply(config.protocol, msg)
+
+    def _recv_want(self, i: int, state: int) -> int:
+        """How many bytes to ask recv() for (the slow path)."""
+        return len(self.expected) - self._got[i] if state in (INFLIGHT, PRIMING) else 1
+
+    def _eof_detail(self, i: int) -> str:
+        return "EOF (closed by the server)"
 
     # ------------------------------------------------------------------
     # errors and reconnects
@@ -375,7 +392,7 @@ class Worker:
                 return
         if not ev & (_IN | select.EPOLLERR | select.EPOLLHUP):
             return
-        want = len(self.expected) - self._got[i] if state in (INFLIGHT, PRIMING) else 1
+        want = self._recv_want(i, state)
         try:
             data = self._recv[i](min(RECV_SIZE, max(want, 1)))
         except BlockingIOError:
@@ -384,7 +401,7 @@ class Worker:
             self._fail(i, "read", self._errname(exc), now)
             return
         if not data:
-            self._fail(i, "read", "EOF (closed by the server)", now)
+            self._fail(i, "read", self._eof_detail(i), now)
             return
         if state in (HELD, READY):  # nothing was asked
             self._fail(i, "mismatch", "unsolicited bytes", now)

@@ -25,6 +25,7 @@ from typing import Any
 
 from iomodels.loadgen import hist
 from iomodels.loadgen.engine import ERROR_KINDS, PhaseStats, Worker, WorkerConfig
+from iomodels.loadgen.http_engine import HttpWorker
 
 ANSWER_MARGIN_S = 30.0  # a worker answers within phase length + this, or is killed
 
@@ -42,6 +43,10 @@ class LoadConfig:
     timeout_s: float = 2.0
     connect_timeout_s: float = 3.0
     prime: bool = False  # setup proves every active connection alive too
+    # protocol "http" only: the request, and how many go out per write
+    method: str = "GET"
+    path: str = "/plaintext"
+    pipeline: int = 1
     cpus: frozenset[int] | None = None  # pin the workers to these CPUs
 
 
@@ -82,7 +87,7 @@ def _worker_main(pipe: Connection, config: WorkerConfig, cpus: frozenset[int] | 
         os.sched_setaffinity(0, cpus)
     worker = None
     try:
-        worker = Worker(config)
+        worker = HttpWorker(config) if config.protocol == "http" else Worker(config)
         pipe.send(("ok", None))
         while True:
             cmd = pipe.recv()
@@ -166,6 +171,9 @@ class LoadGenerator:
                     timeout_s=config.timeout_s,
                     connect_timeout_s=config.connect_timeout_s,
                     prime=config.prime,
+                    method=config.method,
+                    path=config.path,
+                    pipeline=config.pipeline,
                 )
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker_main, args=(child, wcfg, config.cpus), daemon=True)
