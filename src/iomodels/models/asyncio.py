@@ -28,7 +28,13 @@ import time
 from typing import Any
 
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
-from iomodels.core.server import ACCEPT_RESOURCE_ERRNOS, ACCEPT_RETRY_DELAY_S, STOP_SIGNALS, BaseServer
+from iomodels.core.server import (
+    ACCEPT_RESOURCE_ERRNOS,
+    ACCEPT_RETRY_DELAY_S,
+    STOP_SIGNALS,
+    BaseServer,
+    release_listener,
+)
 
 log = logging.getLogger("iomodels")
 
@@ -196,6 +202,14 @@ class Server(BaseServer):
                 conn.transport.abort()
             self.closed.set()
 
+    def stop_accepting(self, release: bool = False) -> None:
+        self._loop.call_soon_threadsafe(self._close_accepting, release)
+
+    def _close_accepting(self, release: bool) -> None:
+        self._server.close()  # closes the listening socket (ours: uvloop's copy) and nothing else
+        if release:
+            release_listener(self.listener)  # uvloop listens on a dup: shut the socket itself
+
     # ---- idle timeout: a sweep as often as the shortest timeout asked for
     # needs (a quarter of it, at most 1 s), as in core/loop.py.
 
@@ -245,7 +259,8 @@ class Server(BaseServer):
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self._on_signal, signum)
         try:
-            server = await loop.create_server(
+            self._loop = loop
+            self._server = server = await loop.create_server(
                 lambda: _Tracked(self), sock=self.listener, backlog=self.config.backlog
             )
             if self.config.idle_timeout_s > 0:

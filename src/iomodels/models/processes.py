@@ -133,10 +133,7 @@ class Server(BlockingServer):
             return super().request_stop()
         self.note_stop_signal()
         self._stopping = True
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.wake_accepts()
         self._signal_children(signal.SIGTERM)
 
     def stop_now(self) -> None:
