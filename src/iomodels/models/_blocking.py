@@ -169,7 +169,8 @@ class BlockingServer(BaseServer):
         """Serve one connection to its end, blocking; never raises (but SystemExit)."""
         configure_accepted(sock)
         idle_s = self.config.idle_timeout_s
-        if idle_s > 0:
+        # An accepted socket inherits the listener's SO_RCVTIMEO (a shared one has it): reset it.
+        if idle_s > 0 or self.config.shared_listener:
             set_socket_timeouts(sock, idle_s)
         transport = BlockingTransport(sock, peername, idle_s)
         key = id(transport)

@@ -1,0 +1,153 @@
+"""serve --workers: a supervisor keeps N workers of any model running, replaces
+the dead, stops them all within the budget, and takes orders by signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from workers_support import wait_for, wait_workers, worker_pids
+
+from helpers import Server, expect_eof, model_params, roundtrip, wait_group_gone
+
+GRACEFUL_S = 2.0
+
+
+@pytest.mark.parametrize("model", model_params())
+def test_two_workers_serve_survive_a_kill_and_stop_with_busy_clients(model: str) -> None:
+    server = Server(model, "--workers", "2", "--graceful-timeout", str(GRACEFUL_S))
+    try:
+        first = wait_workers(server, 2)
+        for _ in range(4):
+            server.canary()
+
+        # SIGKILL one worker: the supervisor replaces it, service goes on.
+        victim = first[0]
+        os.kill(victim, signal.SIGKILL)
+        replaced = wait_workers(server, 2, exclude=[victim])
+        assert first[1] in replaced, f"the other worker should live on: {first} -> {replaced}"
+        server.canary(retry_for=2.0)
+        assert f"worker {victim} killed by SIGKILL" in server.stderr()
+
+        # SIGTERM with busy clients: exit 0 within the budget, nothing left.
+        busy = []
+        for i in range(1 if model == "blocking" else 6):  # blocking: one client per worker at a time
+            sock = server.connect()
+            roundtrip(sock, f"busy {i}\n".encode())
+            busy.append(sock)
+        start = time.monotonic()
+        server.signal(signal.SIGTERM)
+        status = server.wait(GRACEFUL_S + 3)
+        took = time.monotonic() - start
+        assert status == 0, f"exit status {status}; log:\n{server.stderr()[-3000:]}"
+        assert took < GRACEFUL_S + 1.0, f"took {took:.2f} s for a {GRACEFUL_S} s budget"
+        assert wait_group_gone(server.pgid, 1.0) == [], "processes left after the supervisor exited"
+        for sock in busy:
+            assert expect_eof(sock, 2.0), "a busy client was not closed"
+            sock.close()
+    finally:
+        server.stop()
+
+
+def test_ttin_ttou_change_the_count_and_the_oldest_retires() -> None:
+    with Server("epoll", "--workers", "2") as server:
+        first = wait_workers(server, 2)
+        server.signal(signal.SIGTTIN)
+        three = wait_workers(server, 3)
+        assert set(first) < set(three)
+        server.signal(signal.SIGTTOU)
+        two = wait_workers(server, 2)
+        assert set(two) < set(three)
+        server.canary()
+        # Never fewer than one.
+        server.signal(signal.SIGTTOU)
+        wait_workers(server, 1)
+        server.signal(signal.SIGTTOU)
+        wait_for("the refusal logged", lambda: "SIGTTOU ignored" in server.stderr(), 5, server)
+        assert len(worker_pids(server)) == 1
+        server.canary()
+
+
+def test_reload_imports_the_protocol_afresh(tmp_path) -> None:
+    module = tmp_path / "reloaded_proto.py"
+    source = (
+        "from iomodels.core.protocol import Protocol\n"
+        "class Tagged(Protocol):\n"
+        "    def data_received(self, data):\n"
+        "        self.transport.write(b'{tag}:' + data)\n"
+    )
+    module.write_text(source.format(tag="v1"))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tmp_path) + (os.pathsep + old if old else "")
+    try:
+        server = Server("epoll", "--workers", "2", protocol="reloaded_proto:Tagged")
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+    with server:
+        first = wait_workers(server, 2)
+        assert server.exchange(b"x") == b"v1:x"
+        module.write_text(source.format(tag="v2"))
+        server.signal(signal.SIGHUP)
+        wait_workers(server, 2, exclude=first, timeout=15)
+        assert server.exchange(b"x") == b"v2:x"
+        # A reload that cannot import keeps the generation that serves.
+        serving = worker_pids(server)
+        module.write_text("raise ImportError('broken on purpose')\n")
+        server.signal(signal.SIGHUP)
+        wait_for("the failed reload logged", lambda: "reload failed" in server.stderr(), 10, server)
+        assert worker_pids(server) == serving or wait_workers(server, 2) == serving
+        assert server.exchange(b"x") == b"v2:x"
+
+
+def test_a_protocol_that_does_not_load_is_a_start_error() -> None:
+    argv = [sys.executable, "-m", "iomodels", "serve", "--model", "epoll", "--port", "0"]
+    done = subprocess.run(
+        [*argv, "--workers", "2", "--protocol", "no_such_module:Nothing"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot load protocol" in done.stderr and "giving up" in done.stderr
+    assert done.stdout == "", "no ready line for a server that never accepted"
+    done = subprocess.run(
+        [*argv, "--drain-delay", "1"], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert done.returncode == 2 and "need --workers" in done.stderr
+
+
+def test_drain_delay_says_503_and_serves_on_then_stops() -> None:
+    import http.client
+
+    def get(server: Server, path: str) -> int:
+        conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    server = Server(
+        "epoll", "--workers", "2", "--drain-delay", "1.0", "--graceful-timeout", "2", protocol="http"
+    )
+    try:
+        assert get(server, "/health") == 200
+        start = time.monotonic()
+        server.signal(signal.SIGTERM)
+        wait_for("/health 503", lambda: get(server, "/health") == 503, 0.5, server)
+        assert get(server, "/plaintext") == 200, "still serving during the drain delay"
+        assert time.monotonic() - start < 1.0
+        status = server.wait(5)
+        took = time.monotonic() - start
+        assert status == 0
+        assert 1.0 <= took < 1.0 + 2.0 + 0.5, f"stopped {took:.2f} s after SIGTERM (delay 1 s, budget 2 s)"
+    finally:
+        server.stop()
