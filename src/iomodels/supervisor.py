@@ -66,6 +66,11 @@ BACKOFF_MAX_S = 10.0
 STABLE_S = 5.0  # a worker that lived this long resets the back-off
 RELOAD_TIMEOUT_S = 30.0  # a new generation not ready by then is abandoned
 TURN_MAX_S = 1.0  # the loop reconciles at least this often
+# Old workers release their SO_REUSEPORT sockets one after the other: with
+# tcp_migrate_req, a closing socket hands its queue to another of the group,
+# and two closing at once can hand it to each other and lose it (seen as a
+# few reset requests per reload under wrk; none once staggered).
+RETIRE_STAGGER_S = 0.05
 NOTICE_SIGNAL = signal.SIGUSR1  # to a worker: say stopping (/health 503), serve on
 RETIRE_SIGNAL = signal.SIGUSR2  # to a worker: accept no more, serve the open connections
 SUPERVISOR_SIGNALS = (
@@ -455,8 +460,8 @@ class Supervisor:
                 "supervisor: reload: generation %d accepting; retiring %d old worker(s)", generation, len(old)
             )
             self.generation, self.reload_generation = generation, None
-            for worker in old:
-                self._retire(worker, 0.0)
+            for i, worker in enumerate(old):
+                self._retire(worker, i * RETIRE_STAGGER_S)
         elif now >= self.reload_deadline:
             log.error(
                 "supervisor: reload failed: generation %d not ready within %.0f s",
@@ -492,11 +497,17 @@ def worker_main(config: ServerConfig, shared: socket.socket | None, status_fd: i
 
     server = server_cls(config, protocol_factory, listener, announce, state)
 
+    # The processes model serves each connection in a child with its own
+    # copy of the state: it gets the notice too (the handler is inherited).
+    forward = getattr(server, "signal_children", None)
+
     def notice(signum: int, frame: object) -> None:
         state.stopping = True  # /health: 503; HTTP responses: Connection: close
+        if forward is not None:
+            forward(NOTICE_SIGNAL)
 
     def retire(signum: int, frame: object) -> None:
-        state.stopping = True
+        notice(signum, frame)
         server.stop_accepting(release=shared is None)
 
     signal.signal(NOTICE_SIGNAL, notice)

@@ -133,7 +133,9 @@ class _Tracked(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         server = self._server
         limit = server.config.max_connections
-        if server.state.stopping or (limit and len(server.connections) >= limit):
+        # The stop itself, not state.stopping: a supervisor's worker says
+        # stopping (/health 503) while it still accepts and serves.
+        if server._stop.is_set() or (limit and len(server.connections) >= limit):
             transport.abort()  # --max-connections: accepted and closed at once
             return
         self.transport = transport
@@ -206,9 +208,9 @@ class Server(BaseServer):
         self._loop.call_soon_threadsafe(self._close_accepting, release)
 
     def _close_accepting(self, release: bool) -> None:
-        self._server.close()  # closes the listening socket (ours: uvloop's copy) and nothing else
-        if release:
-            release_listener(self.listener)  # uvloop listens on a dup: shut the socket itself
+        if release:  # first: once closed, the descriptor's number may be a new connection's
+            release_listener(self.listener)
+        self._server.close()  # stops accepting and closes the listening socket, nothing else
 
     # ---- idle timeout: a sweep as often as the shortest timeout asked for
     # needs (a quarter of it, at most 1 s), as in core/loop.py.

@@ -142,6 +142,11 @@ class Server(BlockingServer):
         self.request_stop()
         self._signal_children(signal.SIGKILL)
 
+    def signal_children(self, signum: int) -> None:
+        """Forward ``signum`` to every child (a supervisor's notice, supervisor.py)."""
+        if not self._is_child:
+            self._signal_children(signum)
+
     def _signal_children(self, signum: int) -> None:
         for pid in list(self._children):
             try:
