@@ -9,9 +9,8 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 
+from iomodels.harness import ServerProcess as Server
 from iomodels.harness import session_group
-
-from helpers import Server
 
 
 def worker_pids(server: Server) -> list[int]:
@@ -28,7 +27,7 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 10.0, serv
         if value:
             return value
         if time.monotonic() > deadline:
-            log = f"\nserver log (tail):\n{server.stderr()[-3000:]}" if server is not None else ""
+            log = f"\nserver log (tail):\n{server.log_text()[-3000:]}" if server is not None else ""
             raise AssertionError(f"not within {timeout:g} s: {what}{log}")
         time.sleep(0.05)
 
