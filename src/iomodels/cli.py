@@ -33,7 +33,8 @@ def _protocol(text: str) -> str:
     return text
 
 
-def _workers(text: str) -> int:
+def parse_workers(text: str) -> int:
+    """--workers: N >= 1, or 'auto' (the CPUs this process may run on)."""
     if text == "auto":
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     try:
@@ -138,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     workers = serve.add_argument_group("worker processes (see docs/workers.md)")
     workers.add_argument(
         "--workers",
-        type=_workers,
+        type=parse_workers,
         default=0,
         metavar="N",
         help="a supervisor process and N worker processes, each running the model; 'auto': one per "

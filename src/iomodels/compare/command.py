@@ -77,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run 10 active + N idle connections for each N (e.g. 0,1000,5000,15000)",
     )
     p.add_argument("--workers", type=int, default=None, help="generator processes (default: CPUs - 1, max 4)")
+    p.add_argument(
+        "--server-workers",
+        default="0",
+        metavar="N",
+        help="run each model as 'iomodels serve --workers N' (a supervisor and N worker processes; "
+        "'auto': one per CPU; docs/workers.md); the server is then not pinned to one CPU, and its CPU "
+        "time is the supervisor's and the workers' (default 0: one process, pinned)",
+    )
     p.add_argument("--out", default="report", help="report folder (default ./report)")
     p.add_argument("--json", action="store_true", help="also print results.json on stdout")
     p.add_argument(
@@ -94,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _server_workers(text: str) -> int:
+    """--server-workers: what `serve --workers` takes (N >= 1 or auto), or 0 for none."""
+    if text == "0":
+        return 0
+    from iomodels.cli import parse_workers
+
+    try:
+        return parse_workers(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(str(exc).replace("--workers", "--server-workers")) from None
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from iomodels.compare.runner import Settings
 
@@ -108,6 +128,7 @@ def _settings(args: argparse.Namespace) -> Any:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models.names())}")
     server_cpu, gen_cpus = split_cpus()
     workers = args.workers or max(1, min(4, len(gen_cpus or [0])))
+    server_workers = _server_workers(args.server_workers)
     return Settings(
         models=names,
         connections=args.connections,
@@ -115,7 +136,8 @@ def _settings(args: argparse.Namespace) -> Any:
         repeats=max(1, args.repeats),
         idle_sweep=args.idle_sweep,
         workers=workers,
-        server_cpu=server_cpu,
+        server_workers=server_workers,
+        server_cpu=server_cpu if server_workers <= 1 else None,
         gen_cpus=gen_cpus,
         noise_threshold=args.noise_threshold,
         budget_s=QUICK_BUDGET_S if args.quick else None,
@@ -145,6 +167,7 @@ def _run_http(args: argparse.Namespace) -> int:
         )
     if args.pipeline < 1:
         raise ValueError("--pipeline must be >= 1")
+    server_workers = _server_workers(args.server_workers)
     if wrk.wrk_path() is None:
         sys.stderr.write(f"iomodels compare: {wrk.INSTALL_HINT}\n")
         return 1
@@ -156,6 +179,7 @@ def _run_http(args: argparse.Namespace) -> int:
         pipeline=args.pipeline,
         path=args.path,
         repeats=max(1, args.repeats),
+        server_args=["--workers", str(server_workers)] if server_workers else [],
     )
     raise_nofile_limit()  # wrk and the servers hold up to 1000 connections each
     started = time.monotonic()
