@@ -82,6 +82,12 @@ SUPERVISOR_SIGNALS = (
     signal.SIGCHLD,
 )
 MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+# Models whose accepts on one shared socket all go to a single worker
+# (docs/workers.md, "Listening"): said at start, since the default avoids it.
+UNBALANCED_WHEN_SHARED = {
+    "io_uring": "the accepts armed on one socket are completed for one worker (400 of 400 here)",
+    "sigio": "F_SETOWN belongs to the shared socket, so only the last worker to arm it is signalled",
+}
 PR_SET_PDEATHSIG = 1
 
 
@@ -136,6 +142,14 @@ class Supervisor:
         config = self.config
         if config.shared_listener:
             self.listener = sock = make_listener(config.host, config.port, config.backlog)
+            why = UNBALANCED_WHEN_SHARED.get(config.model)
+            if why is not None:
+                log.warning(
+                    "supervisor: --shared-listener with %s: one worker will take every connection (%s); "
+                    "the default, a SO_REUSEPORT socket per worker, spreads them",
+                    config.model,
+                    why,
+                )
         else:
             # Holds the port (--port 0 picks it here) without receiving
             # connections: only listening sockets join the SO_REUSEPORT group.

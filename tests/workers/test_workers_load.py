@@ -21,7 +21,17 @@ needs_wrk = pytest.mark.skipif(wrk.wrk_path() is None, reason=wrk.INSTALL_HINT)
 @needs_wrk
 @pytest.mark.parametrize("model", model_params())
 def test_rolling_reload_under_wrk_fails_no_request(model: str) -> None:
-    with Server(model, "--workers", "2", "--graceful-timeout", "3", protocol="http") as server:
+    _reload_under_wrk(model, [])
+
+
+@needs_wrk
+@pytest.mark.parametrize("model", model_params(["epoll", "threads", "io_uring", "asyncio"]))
+def test_rolling_reload_with_a_shared_listener_fails_no_request(model: str) -> None:
+    _reload_under_wrk(model, ["--shared-listener"])
+
+
+def _reload_under_wrk(model: str, extra: list[str]) -> None:
+    with Server(model, "--workers", "2", "--graceful-timeout", "3", *extra, protocol="http") as server:
         before = wait_workers(server, 2)
         result: list[wrk.WrkResult] = []
         load = threading.Thread(
