@@ -46,7 +46,7 @@ def run(config: ServerConfig) -> int:
         sys.stdout.flush()
         log.info("model=%s protocol=%s open-file limit=%d", config.model, config.protocol, limit)
 
-    return serve(server_cls(config, protocol_factory, listener, announce, state))
+    return serve(server_cls(config, protocol_factory, listener, announce, state), listener)
 
 
 def prepare(config: ServerConfig) -> tuple[type[BaseServer], ServerState, Callable]:
@@ -59,9 +59,8 @@ def prepare(config: ServerConfig) -> tuple[type[BaseServer], ServerState, Callab
     return server_cls, state, protocol_factory
 
 
-def serve(server: BaseServer) -> int:
-    """Run ``server`` until it stops; close its listener; 0."""
-    listener: socket.socket = server.listener
+def serve(server: BaseServer, listener: socket.socket) -> int:
+    """Run ``server`` until it stops; close ``listener`` (its own); 0."""
     try:
         server.serve_forever()
     finally:

@@ -526,7 +526,7 @@ def worker_main(config: ServerConfig, shared: socket.socket | None, status_fd: i
 
     signal.signal(NOTICE_SIGNAL, notice)
     signal.signal(RETIRE_SIGNAL, retire)
-    return serve.serve(server)
+    return serve.serve(server, listener)
 
 
 def _die_with_parent() -> None:
