@@ -81,16 +81,7 @@ def test_reload_imports_the_protocol_afresh(tmp_path) -> None:
         "        self.transport.write(b'{tag}:' + data)\n"
     )
     module.write_text(source.format(tag="v1"))
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(tmp_path) + (os.pathsep + old if old else "")
-    try:
-        server = Server("epoll", "--workers", "2", protocol="reloaded_proto:Tagged")
-    finally:
-        if old is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = old
-    with server:
+    with _server_importing(tmp_path, "epoll", "--workers", "2", protocol="reloaded_proto:Tagged") as server:
         first = wait_workers(server, 2)
         assert server.exchange(b"x") == b"v1:x"
         module.write_text(source.format(tag="v2"))
@@ -104,6 +95,62 @@ def test_reload_imports_the_protocol_afresh(tmp_path) -> None:
         wait_for("the failed reload logged", lambda: "reload failed" in server.stderr(), 10, server)
         assert worker_pids(server) == serving or wait_workers(server, 2) == serving
         assert server.exchange(b"x") == b"v2:x"
+
+
+def _server_importing(tmp_path, model: str, *args: str, protocol: str) -> Server:
+    """A Server whose PYTHONPATH starts with ``tmp_path`` (a protocol module written there)."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tmp_path) + (os.pathsep + old if old else "")
+    try:
+        return Server(model, *args, protocol=protocol)
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def test_a_worker_stuck_at_the_deadline_is_killed_and_the_exit_is_still_0(tmp_path) -> None:
+    (tmp_path / "stuck_proto.py").write_text(
+        "import time\n"
+        "from iomodels.core.protocol import Protocol\n"
+        "class Stuck(Protocol):\n"
+        "    def data_received(self, data):\n"
+        "        time.sleep(60)  # holds the worker's only thread: its stop cannot run\n"
+    )
+    server = _server_importing(
+        tmp_path, "epoll", "--workers", "1", "--graceful-timeout", "1", protocol="stuck_proto:Stuck"
+    )
+    try:
+        with server.connect() as sock:
+            sock.sendall(b"x")
+            time.sleep(0.2)  # the worker is asleep in data_received
+            start = time.monotonic()
+            server.signal(signal.SIGTERM)
+            status = server.wait(5)
+            took = time.monotonic() - start
+        assert status == 0
+        assert 0.9 <= took < 1.6, f"exited {took:.2f} s after SIGTERM with a 1 s budget"
+        assert "still running at the stop deadline: SIGKILL" in server.stderr()
+        assert wait_group_gone(server.pgid, 1.0) == []
+    finally:
+        server.stop()
+
+
+def test_a_second_stop_signal_ends_everything_at_once() -> None:
+    server = Server(
+        "epoll", "--workers", "2", "--drain-delay", "5", "--graceful-timeout", "5", protocol="http"
+    )
+    try:
+        start = time.monotonic()
+        server.signal(signal.SIGTERM)
+        time.sleep(0.2)
+        server.signal(signal.SIGTERM)
+        status = server.wait(5)
+        assert status == 0 and time.monotonic() - start < 1.5
+        assert wait_group_gone(server.pgid, 1.0) == []
+    finally:
+        server.stop()
 
 
 def test_a_protocol_that_does_not_load_is_a_start_error() -> None:
