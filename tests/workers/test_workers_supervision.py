@@ -137,6 +137,40 @@ def test_a_worker_stuck_at_the_deadline_is_killed_and_the_exit_is_still_0(tmp_pa
         server.stop()
 
 
+def test_a_worker_that_keeps_dying_is_replaced_ever_later(tmp_path) -> None:
+    (tmp_path / "dying_proto.py").write_text(
+        "import os\n"
+        "from iomodels.core.protocol import Protocol\n"
+        "class Dying(Protocol):\n"
+        "    def connection_made(self, transport):\n"
+        "        os._exit(7)\n"
+    )
+    with _server_importing(tmp_path, "epoll", "--workers", "1", protocol="dying_proto:Dying") as server:
+        for expected in ("0.1", "0.2", "0.4"):
+            victim = wait_workers(server, 1)[0]
+            with server.connect() as sock:
+                sock.settimeout(5)
+                assert sock.recv(10) == b""  # the worker died under it
+            wait_workers(server, 1, exclude=[victim])
+            assert f"worker {victim} exited with status 7 after" in server.stderr()
+            assert f"starting another in {expected} s" in server.stderr()
+
+
+def test_ctrl_c_at_a_terminal_reaches_the_supervisor_alone() -> None:
+    server = Server("epoll", "--workers", "2", protocol="http")
+    try:
+        pids = wait_workers(server, 2)
+        status, took = server.stop(signal.SIGINT, group=True)
+        assert status == 0 and took < 3
+        log = server.stderr()
+        assert "supervisor: SIGINT: stopping 2 worker(s)" in log
+        for pid in pids:  # each retired in order: the supervisor's SIGTERM, not the terminal's SIGINT
+            assert f"iomodels[{pid}] INFO signal SIGTERM: stopping" in log
+            assert f"iomodels[{pid}] INFO signal SIGINT" not in log
+    finally:
+        server.stop()
+
+
 def test_a_second_stop_signal_ends_everything_at_once() -> None:
     server = Server(
         "epoll", "--workers", "2", "--drain-delay", "5", "--graceful-timeout", "5", protocol="http"
