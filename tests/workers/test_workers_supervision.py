@@ -148,12 +148,22 @@ def test_a_worker_that_keeps_dying_is_replaced_ever_later(tmp_path) -> None:
     with _server_importing(tmp_path, "epoll", "--workers", "1", protocol="dying_proto:Dying") as server:
         for expected in ("0.1", "0.2", "0.4"):
             victim = wait_workers(server, 1)[0]
-            with server.connect() as sock:
+            # A worker just forked may not listen yet, and with one worker
+            # nothing else does: connect until it does.
+            sock = wait_for("the new worker listening", lambda: _connect_or_none(server), 5, server)
+            with sock:
                 sock.settimeout(5)
                 assert sock.recv(10) == b""  # the worker died under it
             wait_workers(server, 1, exclude=[victim])
             assert f"worker {victim} exited with status 7 after" in server.stderr()
             assert f"starting another in {expected} s" in server.stderr()
+
+
+def _connect_or_none(server: Server):
+    try:
+        return server.connect()
+    except ConnectionRefusedError:
+        return None
 
 
 def test_ctrl_c_at_a_terminal_reaches_the_supervisor_alone() -> None:
