@@ -4,6 +4,7 @@ workers, with one SO_REUSEPORT socket each and with one shared socket."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
 
@@ -75,6 +76,7 @@ SPREAD_CASES = [(model, "reuseport") for model in SPREAD_MODELS] + [
 
 
 @pytest.mark.parametrize(("model", "listener"), SPREAD_CASES, ids=[f"{m}-{mode}" for m, mode in SPREAD_CASES])
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (iproute2) counts the connections: not installed")
 def test_connections_spread_evenly_over_workers(model: str, listener: str) -> None:
     ok, reason = models.available(model)
     if not ok:
