@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from iomodels import __version__, models
@@ -30,6 +31,19 @@ def _protocol(text: str) -> str:
             f"unknown protocol {text!r}; choose from {', '.join(protocol_names())} or MODULE:CALLABLE"
         )
     return text
+
+
+def parse_workers(text: str) -> int:
+    """--workers: N >= 1, or 'auto' (the CPUs this process may run on)."""
+    if text == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers takes a number or 'auto', not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be at least 1, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +135,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="io_uring model only: 'quick' sends post a completion only when they fail or fall "
         "short (IOSQE_CQE_SKIP_SUCCESS + MSG_DONTWAIT), where the kernel allows it; 'plain': "
         "every send posts one (default quick)",
+    )
+    workers = serve.add_argument_group("worker processes (see docs/workers.md)")
+    workers.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=0,
+        metavar="N",
+        help="a supervisor process and N worker processes, each running the model; 'auto': one per "
+        "CPU (default: one process, no supervisor). SIGHUP: rolling reload; SIGTTIN/SIGTTOU: a worker "
+        "more/less",
+    )
+    workers.add_argument(
+        "--shared-listener",
+        action="store_true",
+        help="with --workers: one listening socket inherited by every worker (default: one "
+        "SO_REUSEPORT socket per worker)",
+    )
+    workers.add_argument(
+        "--drain-delay",
+        type=_at_least(0, float),
+        default=0.0,
+        metavar="SECONDS",
+        help="with --workers: on SIGTERM, /health answers 503 at once but the workers go on "
+        "accepting and serving this long before they stop accepting and drain (default 0)",
     )
     http = serve.add_argument_group("--protocol http (see docs/http.md)")
     http.add_argument(
@@ -225,6 +263,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from iomodels.serve import run
 
     configure_logging(getattr(logging, args.log_level.upper()))
+    if not args.workers and (args.shared_listener or args.drain_delay):
+        sys.stderr.write("iomodels serve: error: --shared-listener and --drain-delay need --workers\n")
+        return EXIT_USAGE
     ok, reason = models.available(args.model)
     if not ok:
         sys.stderr.write(f"iomodels serve: error: model {args.model!r} is not available here: {reason}\n")
@@ -243,6 +284,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         sigio_classic=args.sigio_classic,
         uring_quick_sends=args.uring_sends == "quick",
         offload_workers=args.offload_workers,
+        workers=args.workers,
+        shared_listener=args.shared_listener,
+        drain_delay_s=args.drain_delay,
         http_keepalive_timeout_s=args.keepalive_timeout,
         http_header_timeout_s=args.header_timeout,
         http_max_body=args.max_body,

@@ -3,26 +3,41 @@
 Not in core/server.py, to keep the imports one-way: the model registry
 (models/__init__.py) imports core.server for BaseServer, and run() needs the
 registry.  So models -> core.server, and serve -> models, protocols,
-core.server; nothing imports serve but the CLI.
+core.server; nothing imports serve but the CLI and the supervisor, whose
+workers (``--workers N``, supervisor.py) each build and serve a server here.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
+from collections.abc import Callable
 
 from iomodels import models, protocols
-from iomodels.core.server import ServerConfig, ServerState, make_listener, raise_nofile_limit, ready_line
+from iomodels.core.server import (
+    BaseServer,
+    ServerConfig,
+    ServerState,
+    make_listener,
+    raise_nofile_limit,
+    ready_line,
+)
 
 log = logging.getLogger("iomodels")
 
 
 def run(config: ServerConfig) -> int:
-    """Serve until stopped; the CLI's ``serve``.  Raises IOModelsError for bad input."""
-    server_cls = models.get(config.model)  # raises UnknownModel / ModelUnavailable
-    state = ServerState(config.model, config.protocol)
-    protocol_factory = protocols.resolve(config.protocol, state, config)  # raises IOModelsError
+    """Serve until stopped; the CLI's ``serve``.  Raises IOModelsError for bad input.
+
+    ``config.workers`` > 0: this process becomes the supervisor of that many
+    worker processes (supervisor.py); 0: it serves itself, as always."""
+    if config.workers > 0:
+        from iomodels.supervisor import Supervisor
+
+        return Supervisor(config).run()
+    server_cls, state, protocol_factory = prepare(config)
     limit = raise_nofile_limit()
     listener = make_listener(config.host, config.port, config.backlog)
 
@@ -31,7 +46,21 @@ def run(config: ServerConfig) -> int:
         sys.stdout.flush()
         log.info("model=%s protocol=%s open-file limit=%d", config.model, config.protocol, limit)
 
-    server = server_cls(config, protocol_factory, listener, announce, state)
+    return serve(server_cls(config, protocol_factory, listener, announce, state), listener)
+
+
+def prepare(config: ServerConfig) -> tuple[type[BaseServer], ServerState, Callable]:
+    """The model's server class, the shared state and the protocol factory:
+    everything but the socket.  Raises IOModelsError (unknown or unavailable
+    model, a protocol that does not load)."""
+    server_cls = models.get(config.model)  # raises UnknownModel / ModelUnavailable
+    state = ServerState(config.model, config.protocol)
+    protocol_factory = protocols.resolve(config.protocol, state, config)  # raises IOModelsError
+    return server_cls, state, protocol_factory
+
+
+def serve(server: BaseServer, listener: socket.socket) -> int:
+    """Run ``server`` until it stops; close ``listener`` (its own); 0."""
     try:
         server.serve_forever()
     finally:

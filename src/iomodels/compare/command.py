@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run 10 active + N idle connections for each N (e.g. 0,1000,5000,15000)",
     )
     p.add_argument("--workers", type=int, default=None, help="generator processes (default: CPUs - 1, max 4)")
+    p.add_argument(
+        "--server-workers",
+        default="0",
+        metavar="N",
+        help="run each model as 'iomodels serve --workers N' (a supervisor and N worker processes; "
+        "'auto': one per CPU; docs/workers.md); the server is then not pinned to one CPU, and its CPU "
+        "time is the supervisor's and the workers' (default 0: one process, pinned)",
+    )
     p.add_argument("--out", default="report", help="report folder (default ./report)")
     p.add_argument("--json", action="store_true", help="also print results.json on stdout")
     p.add_argument(
@@ -101,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _server_workers(text: str) -> int:
+    """--server-workers: what `serve --workers` takes (N >= 1 or auto), or 0 for none."""
+    if text == "0":
+        return 0
+    from iomodels.cli import parse_workers
+
+    try:
+        return parse_workers(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(str(exc).replace("--workers", "--server-workers")) from None
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from iomodels.compare.runner import Settings
 
@@ -115,6 +135,7 @@ def _settings(args: argparse.Namespace) -> Any:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(models.names())}")
     server_cpu, gen_cpus = split_cpus()
     workers = args.workers or max(1, min(4, len(gen_cpus or [0])))
+    server_workers = _server_workers(args.server_workers)
     return Settings(
         models=names,
         connections=args.connections,
@@ -122,7 +143,8 @@ def _settings(args: argparse.Namespace) -> Any:
         repeats=max(1, args.repeats),
         idle_sweep=args.idle_sweep,
         workers=workers,
-        server_cpu=server_cpu,
+        server_workers=server_workers,
+        server_cpu=server_cpu if server_workers <= 1 else None,
         gen_cpus=gen_cpus,
         noise_threshold=args.noise_threshold,
         budget_s=QUICK_BUDGET_S if args.quick else None,
@@ -157,6 +179,9 @@ def _run_http(args: argparse.Namespace) -> int:
     server_args = ["--app", args.app] if args.app else []
     if args.app_inline:
         server_args.append("--app-inline")
+    server_workers = _server_workers(args.server_workers)
+    if server_workers:
+        server_args += ["--workers", str(server_workers)]
     if wrk.wrk_path() is None:
         sys.stderr.write(f"iomodels compare: {wrk.INSTALL_HINT}\n")
         return 1

@@ -68,6 +68,7 @@ class Settings:
     idle_sweep: list[int] = field(default_factory=list)
     idle_active: int = 10
     workers: int = 1
+    server_workers: int = 0  # serve --workers N (docs/workers.md); 0: one process
     server_cpu: int | None = 0
     gen_cpus: list[int] | None = None
     noise_threshold: float = 30.0  # % of one CPU used by others during a window
@@ -251,7 +252,14 @@ class Runner:
                 raise _Skip(f"not available here: {reason}")
             log = self.out_dir / "logs" / f"{model}-{rep}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
-            server = ServerProcess(model, host=HOST, cpu=self.settings.server_cpu, log_path=log).start()
+            n = self.settings.server_workers
+            server = ServerProcess(
+                model,
+                host=HOST,
+                cpu=self.settings.server_cpu,
+                log_path=log,
+                args=["--workers", str(n)] if n else [],
+            ).start()
             self._warm_up(server, model)
             warmed = True
             self.advance()

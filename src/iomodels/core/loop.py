@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from iomodels.core.server import ACCEPT_RETRY_DELAY_S, BaseServer, StopSignals
+from iomodels.core.server import ACCEPT_RETRY_DELAY_S, BaseServer, StopSignals, release_listener
 
 log = logging.getLogger("iomodels")
 
@@ -196,6 +196,7 @@ class LoopServer(CallbackQueue, BaseServer):
         self._connections: dict[int, Any] = {}  # key -> open connection
         self._accept_paused_why = ""  # "", "exhausted" (EMFILE...) or "fd_setsize" (select)
         self._accept_retry: Timer | None = None
+        self._accept_closed = False  # stop_accepting(): for good, unlike a pause
         self._idle_period_s = 0.0  # how often _idle_sweep runs; 0: it does not
         self._idle_sweeper: Timer | None = None
         self._stopping = False
@@ -300,7 +301,8 @@ class LoopServer(CallbackQueue, BaseServer):
 
     def _resume_accepting(self) -> None:
         self._accept_retry = None
-        self._start_accepting()
+        if not self._accept_closed:
+            self._start_accepting()
 
     def _connection_closed(self) -> None:
         """A connection's fd is free again: resume accepting if that paused it."""
@@ -335,6 +337,16 @@ class LoopServer(CallbackQueue, BaseServer):
         self._idle_sweeper = self.call_later(self._idle_period_s, self._idle_sweep)
 
     # ---- stopping
+
+    def stop_accepting(self, release: bool = False) -> None:
+        self._ready.append((self._close_accepting, release))  # the signal woke the loop
+
+    def _close_accepting(self, release: bool) -> None:
+        self._accept_closed = True
+        self._stop_accepting()
+        self.cancel_timer(self._accept_retry)
+        if release:
+            release_listener(self.listener)
 
     def _stop_signal(self) -> None:
         """The first SIGINT/SIGTERM (in the signal handler): start the stop

@@ -70,6 +70,10 @@ class ServerConfig:
     sigio_classic: bool = False  # sigio: plain SIGIO without the descriptor (rescan everything)
     uring_quick_sends: bool = True  # io_uring: sends post a CQE only on failure, where supported
     offload_workers: int = 4  # threads behind transport.run_in_worker (core/offload.py)
+    # --workers (supervisor.py, docs/workers.md); 0: one process, no supervisor
+    workers: int = 0
+    shared_listener: bool = False  # one listening socket inherited by every worker
+    drain_delay_s: float = 0.0  # on SIGTERM: /health says 503 but serving goes on this long
     # --protocol http (protocols/http/, docs/http.md)
     http_keepalive_timeout_s: float = 5.0  # idle keep-alive connection closed after this
     http_header_timeout_s: float = 10.0  # first byte of a request to the end of its head
@@ -100,8 +104,15 @@ def raise_nofile_limit() -> int:
     return soft
 
 
-def make_listener(host: str, port: int, backlog: int) -> socket.socket:
-    """A bound, listening TCP socket; IPv6 when ``host`` is an IPv6 address."""
+def make_listener(
+    host: str, port: int, backlog: int, *, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
+    """A bound, listening TCP socket; IPv6 when ``host`` is an IPv6 address.
+
+    ``reuse_port``: SO_REUSEPORT, so that several sockets (one per worker,
+    supervisor.py) listen on one port and the kernel spreads connections
+    over them.  ``listen=False``: bound only, which holds the port without
+    joining the group that receives connections."""
     infos = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
     )
@@ -109,14 +120,31 @@ def make_listener(host: str, port: int, backlog: int) -> socket.socket:
     sock = socket.socket(family, type_, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address)
-        sock.listen(backlog)
+        if listen:
+            sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def release_listener(sock: socket.socket) -> None:
+    """Take a listening socket out of service, its descriptor still open:
+    shutdown() on a listener stops it listening (Linux: tcp_disconnect ->
+    inet_csk_listen_stop), so a blocked accept() fails with EINVAL and an
+    SO_REUSEPORT group stops routing connections to it; what was queued on
+    it is reset, or moved to another socket of the group where
+    net.ipv4.tcp_migrate_req is 1 (Linux 5.14+).  Never on a socket other
+    processes still accept on: it would stop for them too."""
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:  # already closed, or never listened
+        pass
 
 
 def ready_line(listener: socket.socket, model: str, protocol: str) -> str:
@@ -240,6 +268,14 @@ class BaseServer:
             self._announce()
 
     def serve_forever(self) -> None:
+        raise NotImplementedError
+
+    def stop_accepting(self, release: bool = False) -> None:
+        """A supervisor's worker retiring (supervisor.py): accept no new
+        connection, keep serving the open ones until the stop signal.
+        ``release``: also :func:`release_listener` (a socket of this worker's
+        own, never a shared one).  Safe in a signal handler: models queue
+        the work for their loop."""
         raise NotImplementedError
 
     def statistics(self) -> dict[str, int | float]:

@@ -42,11 +42,17 @@ from iomodels.core.server import (
     BaseServer,
     StopSignals,
     configure_accepted,
+    release_listener,
 )
 
 log = logging.getLogger("iomodels")
 
 PAUSE_CHECK_S = 0.05  # how often a worker paused by its protocol looks again
+# A listener shared with other worker processes (--shared-listener) cannot be
+# shut down to wake our accept(): that would stop it for them too.  Its
+# SO_RCVTIMEO, which Linux applies to accept(), wakes a blocked accept() this
+# often to look at the stop flags; accept() itself stays one blocking call.
+SHARED_ACCEPT_WAKE_S = 0.2
 
 
 class BlockingTransport:
@@ -153,6 +159,9 @@ class BlockingServer(BaseServer):
         self._fd_freed = threading.Event()
         self._exhausted_logged = False
         self._signals: StopSignals | None = None
+        self._accept_closed = False  # stop_accepting(): accept no more, serve on
+        if self.config.shared_listener:
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(SHARED_ACCEPT_WAKE_S))
 
     # ---- the worker
 
@@ -160,7 +169,8 @@ class BlockingServer(BaseServer):
         """Serve one connection to its end, blocking; never raises (but SystemExit)."""
         configure_accepted(sock)
         idle_s = self.config.idle_timeout_s
-        if idle_s > 0:
+        # An accepted socket inherits the listener's SO_RCVTIMEO (a shared one has it): reset it.
+        if idle_s > 0 or self.config.shared_listener:
             set_socket_timeouts(sock, idle_s)
         transport = BlockingTransport(sock, peername, idle_s)
         key = id(transport)
@@ -220,11 +230,17 @@ class BlockingServer(BaseServer):
         limit = self.config.max_connections
         count_active = count_active or (lambda: len(self._active))
         while not self._stopping:
+            if self._accept_closed:
+                while not self._stopping:  # a retiring worker: serve on, accept nothing
+                    time.sleep(PAUSE_CHECK_S)
+                return
             try:
                 sock, peername = accept()  # blocks in the kernel until a client connects
+            except BlockingIOError:  # SO_RCVTIMEO of a shared listener: look at the flags
+                continue
             except OSError as exc:
-                if self._stopping:
-                    return  # the listener was shut down to wake us
+                if self._stopping or self._accept_closed:
+                    continue  # the listener was shut down to wake us
                 if exc.errno in ACCEPT_RESOURCE_ERRNOS:
                     self._wait_for_descriptors(exc)
                     continue
@@ -252,13 +268,21 @@ class BlockingServer(BaseServer):
 
     # ---- stopping (these run in signal handlers, in the main thread: no locks)
 
+    def stop_accepting(self, release: bool = False) -> None:
+        self._accept_closed = True
+        if release:
+            release_listener(self.listener)  # wakes every accept() with EINVAL
+
+    def wake_accepts(self) -> None:
+        """Make every accept() return: shut the listener down (EINVAL), unless
+        other processes accept on it too (SO_RCVTIMEO wakes ours, see above)."""
+        if not self.config.shared_listener:
+            release_listener(self.listener)
+
     def request_stop(self) -> None:
         self.note_stop_signal()
         self._stopping = True
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes every accept() with EINVAL
-        except OSError:
-            pass
+        self.wake_accepts()
         for sock in list(self._active.values()):
             try:
                 sock.shutdown(socket.SHUT_RD)  # wakes a blocked recv() with b""
@@ -279,10 +303,7 @@ class BlockingServer(BaseServer):
 
     def stop_now(self) -> None:
         self._stopping = True
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.wake_accepts()
         self.abort_all()
 
     def _on_alarm(self, signum: int, frame: Any) -> None:

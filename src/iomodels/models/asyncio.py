@@ -28,7 +28,13 @@ import time
 from typing import Any
 
 from iomodels.core.protocol import HIGH_WATER, LOW_WATER
-from iomodels.core.server import ACCEPT_RESOURCE_ERRNOS, ACCEPT_RETRY_DELAY_S, STOP_SIGNALS, BaseServer
+from iomodels.core.server import (
+    ACCEPT_RESOURCE_ERRNOS,
+    ACCEPT_RETRY_DELAY_S,
+    STOP_SIGNALS,
+    BaseServer,
+    release_listener,
+)
 
 log = logging.getLogger("iomodels")
 
@@ -127,7 +133,9 @@ class _Tracked(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         server = self._server
         limit = server.config.max_connections
-        if server.state.stopping or (limit and len(server.connections) >= limit):
+        # The stop itself, not state.stopping: a supervisor's worker says
+        # stopping (/health 503) while it still accepts and serves.
+        if server._stop.is_set() or (limit and len(server.connections) >= limit):
             transport.abort()  # --max-connections: accepted and closed at once
             return
         self.transport = transport
@@ -196,6 +204,14 @@ class Server(BaseServer):
                 conn.transport.abort()
             self.closed.set()
 
+    def stop_accepting(self, release: bool = False) -> None:
+        self._loop.call_soon_threadsafe(self._close_accepting, release)
+
+    def _close_accepting(self, release: bool) -> None:
+        if release:  # first: once closed, the descriptor's number may be a new connection's
+            release_listener(self.listener)
+        self._server.close()  # stops accepting and closes the listening socket, nothing else
+
     # ---- idle timeout: a sweep as often as the shortest timeout asked for
     # needs (a quarter of it, at most 1 s), as in core/loop.py.
 
@@ -245,7 +261,8 @@ class Server(BaseServer):
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self._on_signal, signum)
         try:
-            server = await loop.create_server(
+            self._loop = loop
+            self._server = server = await loop.create_server(
                 lambda: _Tracked(self), sock=self.listener, backlog=self.config.backlog
             )
             if self.config.idle_timeout_s > 0:

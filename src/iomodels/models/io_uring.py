@@ -606,7 +606,11 @@ class Server(LoopServer):
             self._accepted(res)
         elif -res in ACCEPT_RESOURCE_ERRNOS:
             self._accept_exhausted(-res)
-        elif -res not in ACCEPT_SKIP_ERRNOS and -res not in (errno.ECANCELED, errno.EINTR, errno.EAGAIN):
+        elif (
+            -res not in ACCEPT_SKIP_ERRNOS
+            and -res not in (errno.ECANCELED, errno.EINTR, errno.EAGAIN)
+            and not self._accept_closed  # EINVAL: stop_accepting(release=True) shut the listener
+        ):
             raise OSError(-res, f"io_uring accept: {os.strerror(-res)}")  # our bug: let it through
         if self._accepting and not self._accept_armed:
             self._arm_accept()

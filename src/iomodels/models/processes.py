@@ -133,10 +133,7 @@ class Server(BlockingServer):
             return super().request_stop()
         self.note_stop_signal()
         self._stopping = True
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        self.wake_accepts()
         self._signal_children(signal.SIGTERM)
 
     def stop_now(self) -> None:
@@ -144,6 +141,11 @@ class Server(BlockingServer):
             return super().stop_now()
         self.request_stop()
         self._signal_children(signal.SIGKILL)
+
+    def signal_children(self, signum: int) -> None:
+        """Forward ``signum`` to every child (a supervisor's notice, supervisor.py)."""
+        if not self._is_child:
+            self._signal_children(signum)
 
     def _signal_children(self, signum: int) -> None:
         for pid in list(self._children):
