@@ -1,0 +1,90 @@
+"""io_uring operations that ``iomodels.uring.Ring`` has no ``prep_*`` for yet.
+
+To move into ``iomodels.uring``: each function below queues one SQE on a
+``Ring`` the way its own ``prep_*`` methods do (all 16 fields written, so no
+stale bytes of the slot's last use leak in), through the ring's
+``_next_sqe()`` (which submits when the SQ is full) and its ``_sqes`` view.
+They keep no buffer: the caller (``UringProactor``) holds every buffer and
+address block in its own cache until the operation's completion is reaped.
+
+Opcodes and flags are from linux/io_uring.h; the kernel version that brought
+each one is noted beside it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+
+IORING_OP_POLL_ADD = 6  # 5.1
+IORING_OP_CONNECT = 16  # 5.5
+IORING_OP_READ = 22  # 5.6
+IORING_OP_WRITE = 23  # 5.6
+IORING_ASYNC_CANCEL_ALL = 1 << 0  # 5.19
+IORING_ASYNC_CANCEL_FD = 1 << 1  # 5.19: match on the fd, not on user_data
+
+# struct io_uring_sqe (64 bytes): opcode, flags, ioprio, fd, off, addr, len,
+# op_flags (the poll32_events / rw_flags / cancel_flags union), user_data,
+# buf_index, personality, file_index, addr3, pad2.
+_SQE = struct.Struct("<BBHiQQIIQHHIQQ")
+_pack = _SQE.pack_into
+_U64 = (1 << 64) - 1
+# READ/WRITE with offset -1: "use and advance the file position", the only
+# offset a pipe accepts besides 0.
+_CURRENT_POSITION = _U64
+
+
+def buffer_address(buf, writable: bool) -> tuple[int, int, object]:
+    """``(address, length, keeper)`` of a contiguous buffer.
+
+    ``keeper`` must stay referenced until the kernel is done with the
+    memory: for writable buffers it is a ctypes view made with
+    ``from_buffer``, which also exports the buffer, so a bytearray cannot be
+    resized (moved) under the kernel.  Read-only buffers other than
+    ``bytes`` are copied once.
+    """
+    if not writable and type(buf) is bytes:
+        return ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value or 0, len(buf), buf
+    view = memoryview(buf)
+    n = view.nbytes
+    if n == 0:
+        return 0, 0, buf
+    try:
+        keeper = (ctypes.c_char * n).from_buffer(view.cast("B") if view.format != "B" else view)
+    except TypeError:
+        if writable:
+            raise TypeError("the buffer must be writable and contiguous") from None
+        data = bytes(view)
+        return buffer_address(data, False)
+    return ctypes.addressof(keeper), n, keeper
+
+
+def prep_sqe(
+    ring, opcode: int, fd: int, addr: int, length: int, off: int, op_flags: int, user_data: int
+) -> None:
+    _pack(
+        ring._sqes, ring._next_sqe(),
+        opcode, 0, 0, fd, off & _U64, addr, length, op_flags,
+        user_data, 0, 0, 0, 0, 0,
+    )  # fmt: skip
+
+
+def prep_poll_add(ring, fd: int, events: int, user_data: int) -> None:
+    """One-shot poll: completes with the ready ``POLL*`` mask (``res``)."""
+    prep_sqe(ring, IORING_OP_POLL_ADD, fd, 0, 0, 0, events, user_data)
+
+
+def prep_read(ring, fd: int, addr: int, nbytes: int, user_data: int) -> None:
+    """``read(2)`` at the current position (pipes, ttys, any fd)."""
+    prep_sqe(ring, IORING_OP_READ, fd, addr, nbytes, _CURRENT_POSITION, 0, user_data)
+
+
+def prep_write(ring, fd: int, addr: int, nbytes: int, user_data: int) -> None:
+    """``write(2)`` at the current position."""
+    prep_sqe(ring, IORING_OP_WRITE, fd, addr, nbytes, _CURRENT_POSITION, 0, user_data)
+
+
+def prep_cancel_fd(ring, fd: int, user_data: int) -> None:
+    """Cancel every request on ``fd`` (5.19+): a listener being closed must
+    not stay open inside a parked accept."""
+    prep_sqe(ring, 14, fd, 0, 0, 0, IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL, user_data)
