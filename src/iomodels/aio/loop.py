@@ -14,7 +14,12 @@ here:
   ``sock_connect`` name resolution, borrowed from ``unix_events`` /
   ``selector_events`` so that they behave the same.
 
-Pipes use CPython's proactor pipe transports on READ / WRITE operations.
+Pipes (``connect_read_pipe`` / ``connect_write_pipe``, subprocess stdio)
+use ``unix_events``' pipe transports on those POLL_ADD readers and writers:
+they know Unix pipe semantics that CPython's proactor pipe transports (made
+for Windows named pipes) do not (a pty's ``EIO`` at hang-up, a write end
+learning that its reader went away, non-blocking mode).  The proactor's
+READ / WRITE operations still serve ``sock_recv``-style calls on pipes.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
 
     def __init__(self, proactor: UringProactor | None = None) -> None:
         if proactor is None:
+            self._closed = True  # for BaseEventLoop.__del__ if the next line raises
             proactor = UringProactor()
         self._signal_handlers: dict = {}
         # fd -> [handle, user_data of the armed poll or None]
@@ -55,6 +61,8 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
     create_unix_server = _unix.create_unix_server
     _make_subprocess_transport = _unix._make_subprocess_transport
     _child_watcher_callback = _unix._child_watcher_callback
+    _make_read_pipe_transport = _unix._make_read_pipe_transport
+    _make_write_pipe_transport = _unix._make_write_pipe_transport
 
     def _loop_self_reading(self, f=None):
         # The proactor base drops what it reads from the self-pipe; on Unix
@@ -107,6 +115,19 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
         return await self._proactor.connect(sock, address)
 
     # -- readiness callbacks on POLL_ADD -------------------------------------
+
+    # unix_events' pipe transports call the selector loop's private names.
+    def _add_reader(self, fd, callback, *args) -> None:
+        self._add_watch(self._readers, POLLIN, fd, callback, args)
+
+    def _add_writer(self, fd, callback, *args) -> None:
+        self._add_watch(self._writers, POLLOUT, fd, callback, args)
+
+    def _remove_reader(self, fd) -> bool:
+        return self._remove_watch(self._readers, fd)
+
+    def _remove_writer(self, fd) -> bool:
+        return self._remove_watch(self._writers, fd)
 
     def add_reader(self, fd, callback, *args) -> None:
         self._add_watch(self._readers, POLLIN, fd, callback, args)

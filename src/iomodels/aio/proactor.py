@@ -153,8 +153,8 @@ class UringProactor:
         def finish(res):
             if res < 0:
                 raise _error(res)
-            del buf[res:]
-            return bytes(buf)
+            with memoryview(buf) as view:  # buf may still be exported: no resize
+                return bytes(view[:res])
 
         if not isinstance(conn, socket.socket) and _is_write_only(conn):
             # A write pipe transport reads its own pipe to learn that the
@@ -222,6 +222,7 @@ class UringProactor:
             if res < 0:
                 raise _error(res)
             conn = socket.socket(fileno=res)
+            conn.settimeout(0)  # the fd is non-blocking; Python's view of it must say so
             try:
                 addr = conn.getpeername()
             except OSError:
@@ -268,12 +269,21 @@ class UringProactor:
         state = [offset, count]
 
         def attempt():
-            while state[1] > 0:
-                n = os.sendfile(sock.fileno(), file.fileno(), state[0], state[1])
-                if n == 0:
-                    raise ConnectionResetError(errno.ECONNRESET, "sendfile: the file or the peer ended early")
-                state[0] += n
-                state[1] -= n
+            try:
+                while state[1] > 0:
+                    n = os.sendfile(sock.fileno(), file.fileno(), state[0], state[1])
+                    if n == 0:
+                        raise ConnectionResetError(errno.ECONNRESET, "sendfile: the file ended early")
+                    state[0] += n
+                    state[1] -= n
+            except BlockingIOError:
+                raise
+            except OSError:
+                # The loop seeks the file only past whole blocks; leave its
+                # position after what did go out, as os.sendfile users expect.
+                if state[0] > offset:
+                    file.seek(state[0])
+                raise
             return count
 
         return self._poll(sock, select.POLLOUT, attempt)
