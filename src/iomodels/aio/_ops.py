@@ -1,11 +1,11 @@
 """io_uring operations that ``iomodels.uring.Ring`` has no ``prep_*`` for yet.
 
-To move into ``iomodels.uring``: each function below queues one SQE on a
-``Ring`` the way its own ``prep_*`` methods do (all 16 fields written, so no
-stale bytes of the slot's last use leak in), through the ring's
-``_next_sqe()`` (which submits when the SQ is full) and its ``_sqes`` view.
-They keep no buffer: the caller (``UringProactor``) holds every buffer and
-address block in its own cache until the operation's completion is reaped.
+To move into ``iomodels.uring``: each function below queues one SQE through
+``Ring._prep``, the ring's one SQE-preparation path that its own ``prep_*``
+methods use (all fields written; submits when the SQ is full), and would
+become a ``Ring.prep_*`` method as is.  They keep no buffer: the caller
+(``UringProactor``) holds every buffer in its own cache until the
+operation's completion is reaped.
 
 Opcodes and flags are from linux/io_uring.h; the kernel version that brought
 each one is noted beside it.
@@ -14,20 +14,11 @@ each one is noted beside it.
 from __future__ import annotations
 
 import ctypes
-import struct
 
 IORING_OP_POLL_ADD = 6  # 5.1
-IORING_OP_CONNECT = 16  # 5.5
 IORING_OP_READ = 22  # 5.6
 IORING_OP_WRITE = 23  # 5.6
-IORING_ASYNC_CANCEL_ALL = 1 << 0  # 5.19
-IORING_ASYNC_CANCEL_FD = 1 << 1  # 5.19: match on the fd, not on user_data
 
-# struct io_uring_sqe (64 bytes): opcode, flags, ioprio, fd, off, addr, len,
-# op_flags (the poll32_events / rw_flags / cancel_flags union), user_data,
-# buf_index, personality, file_index, addr3, pad2.
-_SQE = struct.Struct("<BBHiQQIIQHHIQQ")
-_pack = _SQE.pack_into
 _U64 = (1 << 64) - 1
 # READ/WRITE with offset -1: "use and advance the file position", the only
 # offset a pipe accepts besides 0.
@@ -62,11 +53,7 @@ def buffer_address(buf, writable: bool) -> tuple[int, int, object]:
 def prep_sqe(
     ring, opcode: int, fd: int, addr: int, length: int, off: int, op_flags: int, user_data: int
 ) -> None:
-    _pack(
-        ring._sqes, ring._next_sqe(),
-        opcode, 0, 0, fd, off & _U64, addr, length, op_flags,
-        user_data, 0, 0, 0, 0, 0,
-    )  # fmt: skip
+    ring._prep(opcode, fd, user_data, 0, addr, length, op_flags, 0, off & _U64)
 
 
 def prep_poll_add(ring, fd: int, events: int, user_data: int) -> None:
@@ -82,9 +69,3 @@ def prep_read(ring, fd: int, addr: int, nbytes: int, user_data: int) -> None:
 def prep_write(ring, fd: int, addr: int, nbytes: int, user_data: int) -> None:
     """``write(2)`` at the current position."""
     prep_sqe(ring, IORING_OP_WRITE, fd, addr, nbytes, _CURRENT_POSITION, 0, user_data)
-
-
-def prep_cancel_fd(ring, fd: int, user_data: int) -> None:
-    """Cancel every request on ``fd`` (5.19+): a listener being closed must
-    not stay open inside a parked accept."""
-    prep_sqe(ring, 14, fd, 0, 0, 0, IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL, user_data)

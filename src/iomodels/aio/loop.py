@@ -28,12 +28,63 @@ import selectors
 import socket
 import sys
 import warnings
-from asyncio import base_events, events, proactor_events, unix_events
+from asyncio import base_events, events, proactor_events, sslproto, unix_events
 from select import POLLIN, POLLOUT
 
 from iomodels.aio.proactor import UringProactor
 
 _unix = unix_events._UnixSelectorEventLoop
+
+
+class _UnixClose:
+    """``connection_lost`` as CPython's proactor transports do it, except
+    that ``shutdown()`` may fail: on Unix it raises ``ENOTCONN`` when the
+    peer is gone already or a datagram socket was never connected (Windows
+    never does), and that must not turn a clean close into an error."""
+
+    def _call_connection_lost(self, exc):
+        if self._called_connection_lost:
+            return
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            sock = self._sock
+            if hasattr(sock, "shutdown") and sock.fileno() != -1:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            sock.close()
+            self._sock = None
+            server = self._server
+            if server is not None:
+                server._detach()
+                self._server = None
+            self._called_connection_lost = True
+
+
+class _SocketTransport(_UnixClose, proactor_events._ProactorSocketTransport):
+    def close(self):
+        # CPython's proactor close() counts the connection as lost at once,
+        # so write() drops what comes after it.  On Windows a big WSASend
+        # usually completes at once and nothing is pending then; here a
+        # write larger than the socket buffer is still in flight, and
+        # sslproto writes its close_notify right after close().  So, as the
+        # selector transports do: writes after close() are still sent while
+        # earlier ones are pending, and the connection ends once all are out.
+        if self._closing:
+            return
+        self._closing = True
+        if not self._buffer and self._write_fut is None:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+        if self._read_fut is not None:
+            self._read_fut.cancel()
+            self._read_fut = None
+
+
+class _DatagramTransport(_UnixClose, proactor_events._ProactorDatagramTransport):
+    pass
 
 
 class UringEventLoop(proactor_events.BaseProactorEventLoop):
@@ -49,6 +100,39 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
         self._writers: dict[int, list] = {}
         self._self_reading_scheduled = False
         super().__init__(proactor)
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, extra=None, server=None):
+        return _SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(
+        self,
+        rawsock,
+        protocol,
+        sslcontext,
+        waiter=None,
+        *,
+        server_side=False,
+        server_hostname=None,
+        extra=None,
+        server=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
+        ssl_protocol = sslproto.SSLProtocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+        _SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        return _DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     # -- signals, Unix sockets, subprocesses: as unix_events does them -----
 

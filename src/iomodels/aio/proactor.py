@@ -41,13 +41,13 @@ from iomodels.aio import _ops
 
 # Operations the loop cannot work without, with the kernel that has them.
 REQUIRED_OPCODES = {
-    "ACCEPT": (13, "5.5"),
-    "ASYNC_CANCEL": (14, "5.5"),
+    "ACCEPT": (uring.IORING_OP_ACCEPT, "5.5"),
+    "ASYNC_CANCEL": (uring.IORING_OP_ASYNC_CANCEL, "5.5"),
     "POLL_ADD": (_ops.IORING_OP_POLL_ADD, "5.1"),
     "READ": (_ops.IORING_OP_READ, "5.6"),
     "WRITE": (_ops.IORING_OP_WRITE, "5.6"),
-    "SEND": (26, "5.6"),
-    "RECV": (27, "5.6"),
+    "SEND": (uring.IORING_OP_SEND, "5.6"),
+    "RECV": (uring.IORING_OP_RECV, "5.6"),
 }
 
 _AGAIN = object()  # finish() re-queued the operation under the same user_data
@@ -194,6 +194,7 @@ class UringProactor:
         addr, total, keeper = _ops.buffer_address(buf, False)
         sent = 0
         ring = self._ring
+        msg_flags = socket.MSG_NOSIGNAL | flags
 
         def finish(res):
             nonlocal sent
@@ -207,14 +208,26 @@ class UringProactor:
 
         def queue(offset):
             if is_sock:
-                _ops.prep_sqe(ring, 26, fd, addr + offset, total - offset, 0, socket.MSG_NOSIGNAL | flags, ud)
+                n = total - offset
+                _ops.prep_sqe(ring, uring.IORING_OP_SEND, fd, addr + offset, n, 0, msg_flags, ud)
             else:
                 _ops.prep_write(ring, fd, addr + offset, total - offset, ud)
 
         if total == 0:
             return self._result(0)
+        if is_sock:
+            # Try to complete at once, as IOCP's WSASend often does (and
+            # uvloop's uv_try_write): the transports count on it, e.g. they
+            # pause the protocol only while a send is really pending.  What
+            # does not fit in the socket buffer goes to the ring.
+            try:
+                sent = conn.send(buf, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL | flags)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent >= total:
+                return self._result(sent)
         ud, fut = self._register(conn, keeper, finish)
-        queue(0)
+        queue(sent)
         return fut
 
     def accept(self, listener):
