@@ -81,7 +81,8 @@ class UringSockTests(UringPolicy, _sock_lowlevel.BaseSockTestsMixin, test_utils.
     pass
 
 
-class UringStartServerTests(UringPolicy, _server.BaseStartServer, unittest.TestCase):
+class UringStartServerTests(UringPolicy, _server.SelectorStartServerTests):
+    # The selector class: it adds the Unix-socket test the Windows one lacks.
     pass
 
 
