@@ -1,6 +1,7 @@
 """Echo over asyncio on three loops: server CPU per request.
 
     python tests/aio/echo_bench.py [--seconds 5] [--conns 100] [--size 1024]
+    python tests/aio/echo_bench.py --micro     # call_soon and timer costs
 
 For each loop (``uring`` = iomodels.aio, ``asyncio`` = the default
 selector loop, ``uvloop`` if installed) and each server style (``protocol``:
@@ -143,6 +144,32 @@ def measure(loop_name: str, style: str, conns: int, size: int, seconds: float) -
             child.wait()
 
 
+def micro(loop_name: str, n: int = 100_000) -> tuple[float, float]:
+    """(µs per call_soon callback, µs per call_later(0) timer), each a
+    callback that schedules the next, as uvloop's own benchmarks do."""
+    loop = _new_loop(loop_name)
+    try:
+        results = []
+        for schedule in (loop.call_soon, lambda cb: loop.call_later(0, cb)):
+            left = [n]
+            done = loop.create_future()
+
+            def cb(schedule=schedule, left=left, done=done):
+                left[0] -= 1
+                if left[0]:
+                    schedule(cb)
+                else:
+                    done.set_result(None)
+
+            t0 = time.perf_counter()
+            schedule(cb)
+            loop.run_until_complete(done)
+            results.append((time.perf_counter() - t0) / n * 1e6)
+        return results[0], results[1]
+    finally:
+        loop.close()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--serve", nargs=2, metavar=("LOOP", "STYLE"), help=argparse.SUPPRESS)
@@ -151,12 +178,23 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--loops", default=",".join(LOOPS))
     ap.add_argument("--styles", default=",".join(STYLES))
+    ap.add_argument("--micro", action="store_true", help="call_soon and timer costs instead")
     args = ap.parse_args(argv)
     if args.serve:
         serve(*args.serve)
         return 0
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {1 % os.cpu_count()})
+    if args.micro:
+        print(f"{'loop':8} {'call_soon us':>13} {'timer us':>9}")
+        for loop_name in args.loops.split(","):
+            try:
+                soon, timer = micro(loop_name)
+            except ImportError as exc:
+                print(f"{loop_name:8} unavailable: {exc}")
+                continue
+            print(f"{loop_name:8} {soon:13.2f} {timer:9.2f}", flush=True)
+        return 0
     print(f"{'style':9} {'loop':8} {'server CPU us/req':>18} {'req/s':>9}")
     for style in args.styles.split(","):
         for loop_name in args.loops.split(","):

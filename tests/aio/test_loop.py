@@ -175,3 +175,22 @@ def test_sendall_of_more_than_the_socket_buffer(loop):
             return await r
 
         assert loop.run_until_complete(main()) == payload
+
+
+@needs_uring
+def test_loop_made_in_one_thread_runs_in_another(loop):
+    # The ring is set up without SINGLE_ISSUER for this: a loop created in
+    # one thread and run in another must work (executors, test runners).
+    result = []
+
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        with a, b:
+            b.send(b"ping")
+            result.append(await loop.sock_recv(a, 10))
+
+    t = threading.Thread(target=loop.run_until_complete, args=(main(),))
+    t.start()
+    t.join(10)
+    assert result == [b"ping"]
