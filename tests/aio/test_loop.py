@@ -194,3 +194,32 @@ def test_loop_made_in_one_thread_runs_in_another(loop):
     t.start()
     t.join(10)
     assert result == [b"ping"]
+
+
+@needs_uring
+@pytest.mark.parametrize("family", ["inet", "inet6", "unix", "abstract"])
+def test_sock_connect_goes_through_the_ring(loop, family, tmp_path, monkeypatch):
+    # IORING_OP_CONNECT with a sockaddr we build: the poll fallback must not
+    # be needed for any of the families asyncio connects.
+    monkeypatch.setattr(loop._proactor, "_connect_by_poll", None)
+    if family == "inet6" and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    fam = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}.get(family, socket.AF_UNIX)
+    address = {
+        "inet": ("127.0.0.1", 0),
+        "inet6": ("::1", 0),
+        "unix": str(tmp_path / "s"),
+        "abstract": b"\0iomodels-aio-test-%d" % id(loop),
+    }[family]
+    with socket.socket(fam) as listener, socket.socket(fam) as client:
+        try:
+            listener.bind(address)
+        except OSError as exc:
+            pytest.skip(f"cannot bind {family}: {exc}")
+        listener.listen(1)
+        client.setblocking(False)
+        loop.run_until_complete(loop.sock_connect(client, listener.getsockname()))
+        conn, _ = listener.accept()
+        with conn:
+            conn.send(b"via the ring")
+            assert loop.run_until_complete(loop.sock_recv(client, 100)) == b"via the ring"

@@ -14,8 +14,11 @@ each one is noted beside it.
 from __future__ import annotations
 
 import ctypes
+import socket
+import struct
 
 IORING_OP_POLL_ADD = 6  # 5.1
+IORING_OP_CONNECT = 16  # 5.5
 IORING_OP_READ = 22  # 5.6
 IORING_OP_WRITE = 23  # 5.6
 
@@ -69,3 +72,39 @@ def prep_read(ring, fd: int, addr: int, nbytes: int, user_data: int) -> None:
 def prep_write(ring, fd: int, addr: int, nbytes: int, user_data: int) -> None:
     """``write(2)`` at the current position."""
     prep_sqe(ring, IORING_OP_WRITE, fd, addr, nbytes, _CURRENT_POSITION, 0, user_data)
+
+
+def prep_connect(ring, fd: int, sockaddr: bytes, user_data: int) -> None:
+    """``connect(2)``: ``addr`` is the sockaddr, ``off`` its length (the
+    kernel's io_uring_prep_connect puts addrlen there)."""
+    addr = ctypes.cast(ctypes.c_char_p(sockaddr), ctypes.c_void_p).value or 0
+    prep_sqe(ring, IORING_OP_CONNECT, fd, addr, 0, len(sockaddr), 0, user_data)
+
+
+def sockaddr(family: int, address) -> bytes | None:
+    """The ``struct sockaddr_*`` bytes of a numeric address, or None when
+    it is not one we can build (the caller then connects another way)."""
+    try:
+        if family == socket.AF_INET:
+            host, port = address[:2]
+            return struct.pack("=H", family) + struct.pack("!H", port) + socket.inet_aton(host) + bytes(8)
+        if family == socket.AF_INET6:
+            host, port = address[:2]
+            flowinfo = address[2] if len(address) > 2 else 0
+            scope_id = address[3] if len(address) > 3 else 0
+            return (
+                struct.pack("=H", family)
+                + struct.pack("!HI", port, flowinfo)
+                + socket.inet_pton(socket.AF_INET6, host)
+                + struct.pack("=I", scope_id)
+            )
+        if family == socket.AF_UNIX:
+            path = address.encode() if isinstance(address, str) else bytes(address)
+            if path and path[0] != 0:
+                path += b"\0"  # a filesystem path is NUL-terminated; an abstract name is not
+            if len(path) > 108:
+                return None
+            return struct.pack("=H", family) + path
+    except (OSError, TypeError, ValueError, struct.error, UnicodeError):
+        return None
+    return None

@@ -101,6 +101,7 @@ class UringProactor:
         except OSError as exc:
             ok, why = uring.probe()
             raise UringUnavailable(f"cannot create the io_uring loop: {why if not ok else exc}") from exc
+        self._has_connect = self._ring.supports(_ops.IORING_OP_CONNECT)
         self._taskrun_flag = bool(self._ring.setup_flags & uring.IORING_SETUP_TASKRUN_FLAG)
         missing = [
             f"{name} (Linux {version}+)"
@@ -254,6 +255,29 @@ class UringProactor:
         return fut
 
     def connect(self, conn, address):
+        """IORING_OP_CONNECT on a numeric address; a datagram socket
+        connects at once (as IocpProactor does it)."""
+        if conn.type == socket.SOCK_DGRAM:
+            conn.connect(address)
+            return self._result(None)
+        raw = _ops.sockaddr(conn.family, address) if self._has_connect else None
+        if raw is None:
+            return self._connect_by_poll(conn, address)
+
+        def finish(res):
+            if res < 0:
+                raise OSError(-res, f"Connect call failed {address}")
+            return None
+
+        ud, fut = self._register(conn, raw, finish)
+        _ops.prep_connect(self._ring, conn.fileno(), raw, ud)
+        # Submitted now, not at the next turn: like connect(2) on a selector
+        # loop, the handshake starts during the call (a caller may go on to
+        # a blocking accept() on the other end before the loop turns).
+        self._ring.submit_and_wait(0)
+        return fut
+
+    def _connect_by_poll(self, conn, address):
         """Non-blocking ``connect()``, then a POLLOUT for its outcome."""
         try:
             conn.connect(address)
