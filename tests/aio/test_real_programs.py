@@ -29,6 +29,21 @@ def run(main):
         return runner.run(main())
 
 
+def run_installed(main):
+    """The uvloop way: install(), then plain asyncio.run()."""
+    saved = asyncio.get_event_loop_policy()
+    aio.install()
+    try:
+
+        async def checked():
+            assert isinstance(asyncio.get_running_loop(), aio.UringEventLoop)
+            return await main()
+
+        return asyncio.run(checked())
+    finally:
+        asyncio.set_event_loop_policy(saved)
+
+
 def test_aiohttp_server_and_client():
     aiohttp = pytest.importorskip("aiohttp", reason="aiohttp is not installed")
     from aiohttp import web
@@ -149,4 +164,4 @@ def test_websockets_echo():
             done = await asyncio.gather(*(client(i) for i in range(CLIENTS)))
             assert sum(done) == CLIENTS * ROUNDS
 
-    run(main)
+    run_installed(main)
