@@ -223,3 +223,30 @@ def test_sock_connect_goes_through_the_ring(loop, family, tmp_path, monkeypatch)
         with conn:
             conn.send(b"via the ring")
             assert loop.run_until_complete(loop.sock_recv(client, 100)) == b"via the ring"
+
+
+@needs_uring
+@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_udp_goes_through_the_ring(loop, family, host, monkeypatch):
+    # SENDMSG / RECVMSG with the sender's address parsed back from the
+    # msghdr: the poll fallback must not be needed.
+    monkeypatch.setattr(loop._proactor, "_poll", None)
+    with socket.socket(family, socket.SOCK_DGRAM) as a, socket.socket(family, socket.SOCK_DGRAM) as b:
+        try:
+            a.bind((host, 0))
+            b.bind((host, 0))
+        except OSError as exc:
+            pytest.skip(f"cannot bind {host}: {exc}")
+        a.setblocking(False)
+        b.setblocking(False)
+
+        async def main():
+            assert await loop.sock_sendto(a, b"datagram", b.getsockname()) == 8
+            data, addr = await loop.sock_recvfrom(b, 100)
+            assert (data, addr) == (b"datagram", a.getsockname())
+            buf = bytearray(16)
+            await loop.sock_sendto(b, b"back", addr)
+            assert await loop.sock_recvfrom_into(a, buf) == (4, b.getsockname())
+            assert buf[:4] == b"back"
+
+        loop.run_until_complete(main())

@@ -18,6 +18,8 @@ import socket
 import struct
 
 IORING_OP_POLL_ADD = 6  # 5.1
+IORING_OP_SENDMSG = 9  # 5.3
+IORING_OP_RECVMSG = 10  # 5.3
 IORING_OP_CONNECT = 16  # 5.5
 IORING_OP_READ = 22  # 5.6
 IORING_OP_WRITE = 23  # 5.6
@@ -108,3 +110,49 @@ def sockaddr(family: int, address) -> bytes | None:
     except (OSError, TypeError, ValueError, struct.error, UnicodeError):
         return None
     return None
+
+
+class Iovec(ctypes.Structure):  # struct iovec
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class Msghdr(ctypes.Structure):  # struct msghdr (x86-64 layout, padding by ctypes)
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.c_void_p),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    ]
+
+
+SOCKADDR_STORAGE = 128  # sizeof(struct sockaddr_storage)
+
+
+def msghdr(data_addr: int, data_len: int, name_addr: int, name_len: int) -> tuple[Msghdr, Iovec]:
+    """A one-iovec msghdr; both structures must outlive the operation."""
+    iov = Iovec(data_addr, data_len)
+    msg = Msghdr(name_addr or None, name_len, ctypes.addressof(iov), 1, None, 0, 0)
+    return msg, iov
+
+
+def prep_msg(ring, opcode: int, fd: int, msg: Msghdr, msg_flags: int, user_data: int) -> None:
+    """SENDMSG / RECVMSG (liburing's prep: ``len`` 1, the msghdr's address)."""
+    prep_sqe(ring, opcode, fd, ctypes.addressof(msg), 1, 0, msg_flags, user_data)
+
+
+def parse_sockaddr(raw: bytes, family: int):
+    """The Python address of a ``sockaddr_in`` / ``sockaddr_in6`` (None
+    when the kernel wrote no address)."""
+    if not raw:
+        return None
+    if family == socket.AF_INET:
+        (port,) = struct.unpack_from("!H", raw, 2)
+        return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
+    if family == socket.AF_INET6:
+        port, flowinfo = struct.unpack_from("!HI", raw, 2)
+        (scope_id,) = struct.unpack_from("=I", raw, 24)
+        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port, flowinfo, scope_id
+    raise ValueError(f"no parser for address family {family}")

@@ -27,6 +27,7 @@ stream server.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -57,6 +58,7 @@ _UD_IGNORE = 0  # cancels and other fire-and-forget SQEs: completion dropped
 _MSG_NOSIGNAL = int(socket.MSG_NOSIGNAL)
 _SEND_NOW = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 _RECV_NOW = int(socket.MSG_DONTWAIT)
+_INET = (socket.AF_INET, socket.AF_INET6)  # families with a sockaddr parser (_ops)
 
 
 class UringUnavailable(RuntimeError):
@@ -102,6 +104,9 @@ class UringProactor:
             ok, why = uring.probe()
             raise UringUnavailable(f"cannot create the io_uring loop: {why if not ok else exc}") from exc
         self._has_connect = self._ring.supports(_ops.IORING_OP_CONNECT)
+        self._has_msg = self._ring.supports(_ops.IORING_OP_SENDMSG) and self._ring.supports(
+            _ops.IORING_OP_RECVMSG
+        )
         self._taskrun_flag = bool(self._ring.setup_flags & uring.IORING_SETUP_TASKRUN_FLAG)
         missing = [
             f"{name} (Linux {version}+)"
@@ -295,15 +300,61 @@ class UringProactor:
 
     def sendto(self, conn, buf, flags: int = 0, addr=None):
         data = bytes(buf)
+        if conn.family in _INET and self._has_msg:
+            raw = _ops.sockaddr(conn.family, addr) if addr is not None else b""
+            if raw is not None:
+                return self._sendmsg(conn, data, raw, flags)
         if addr is None:
             return self._poll(conn, select.POLLOUT, lambda: conn.send(data, flags | _SEND_NOW))
         return self._poll(conn, select.POLLOUT, lambda: conn.sendto(data, flags | _SEND_NOW, addr))
 
+    def _sendmsg(self, conn, data: bytes, raw: bytes, flags: int):
+        name = ctypes.create_string_buffer(raw, len(raw)) if raw else None
+        addr, n, _keeper = _ops.buffer_address(data, False)
+        msg, iov = _ops.msghdr(addr, n, ctypes.addressof(name) if name else 0, len(raw))
+
+        def finish(res):
+            if res < 0:
+                raise _error(res)
+            return res
+
+        ud, fut = self._register(conn, (data, name, msg, iov), finish)
+        _ops.prep_msg(self._ring, _ops.IORING_OP_SENDMSG, conn.fileno(), msg, _MSG_NOSIGNAL | flags, ud)
+        return fut
+
     def recvfrom(self, conn, nbytes: int, flags: int = 0):
+        if conn.family in _INET and self._has_msg:
+            buf = bytearray(nbytes)
+
+            def result(res, addr):
+                with memoryview(buf) as view:
+                    return bytes(view[:res]), addr
+
+            return self._recvmsg(conn, buf, nbytes, flags, result)
         return self._poll(conn, select.POLLIN, lambda: conn.recvfrom(nbytes, flags | _RECV_NOW))
 
     def recvfrom_into(self, conn, buf, nbytes: int = 0, flags: int = 0):
+        if conn.family in _INET and self._has_msg:
+            return self._recvmsg(conn, buf, nbytes, flags, lambda res, addr: (res, addr))
         return self._poll(conn, select.POLLIN, lambda: conn.recvfrom_into(buf, nbytes, flags | _RECV_NOW))
+
+    def _recvmsg(self, conn, buf, nbytes: int, flags: int, result):
+        """RECVMSG into ``buf[:nbytes]`` with the sender's address; the
+        kernel writes the address and its length back into our msghdr."""
+        addr, size, keeper = _ops.buffer_address(buf, True)
+        nbytes = size if not nbytes else min(nbytes, size)
+        name = ctypes.create_string_buffer(_ops.SOCKADDR_STORAGE)
+        msg, iov = _ops.msghdr(addr, nbytes, ctypes.addressof(name), _ops.SOCKADDR_STORAGE)
+        family = conn.family
+
+        def finish(res):
+            if res < 0:
+                raise _error(res)
+            return result(res, _ops.parse_sockaddr(name.raw[: msg.namelen], family))
+
+        ud, fut = self._register(conn, (keeper, name, msg, iov), finish)
+        _ops.prep_msg(self._ring, _ops.IORING_OP_RECVMSG, conn.fileno(), msg, flags, ud)
+        return fut
 
     def sendfile(self, sock, file, offset: int, count: int):
         """Send exactly ``count`` bytes of ``file`` from ``offset``."""
