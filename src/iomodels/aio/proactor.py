@@ -9,20 +9,19 @@ Windows that object is ``IocpProactor``; this is the same surface on
 streams run on io_uring unchanged.
 
 Each operation is one SQE whose ``user_data`` keys ``_cache`` to
-``(future, keeper, finish)``.  The entry, and with it the buffer the kernel
-reads or writes, lives until that ``user_data``'s completion is reaped, even
-after the future was cancelled (a cancel only queues an ``ASYNC_CANCEL``; the
-target still completes, with ``-ECANCELED`` or with its result), exactly as
-``IocpProactor._cache`` keeps its ``OVERLAPPED`` structures.  ``close()``
-cancels everything and drains the cache.
+``(future, owner, keeper, finish)``.  The entry, and with it the buffer the
+kernel reads or writes, lives until that ``user_data``'s completion is
+reaped, even after the future was cancelled (a cancel only queues an
+``ASYNC_CANCEL``; the target still completes, with ``-ECANCELED`` or with its
+result), as ``IocpProactor._cache`` keeps its ``OVERLAPPED`` structures.
+``close()`` cancels everything and drains the cache.
 
-Sockets use RECV / SEND / ACCEPT, pipes READ / WRITE: the data is copied by
-the kernel into our buffer before we hear of it.  Four operations wait for
-readiness with a one-shot POLL_ADD and then make the system call
-themselves (``connect``, UDP ``recvfrom`` / ``sendto``, ``sendfile``): they
-need socket-address structures (CONNECT, SENDMSG, RECVMSG) that this layer
-does not build yet, and none of them is on the per-request path of a
-stream server.
+Sockets use RECV / SEND / ACCEPT / CONNECT and, for UDP, SENDMSG / RECVMSG;
+pipes READ / WRITE: the kernel copies the data into (or out of) our buffer
+before we hear of it.  What waits for readiness with a one-shot POLL_ADD and
+then makes the system call itself: ``sendfile``, Unix datagram sockets and
+addresses we cannot build a ``sockaddr`` for; ``add_reader`` /
+``add_writer`` are POLL_ADDs by definition.  See docs/aio.md.
 """
 
 from __future__ import annotations
@@ -65,10 +64,9 @@ class UringUnavailable(RuntimeError):
     """io_uring cannot run this loop here; the message says why."""
 
 
-def _error(res: int, what: str = "") -> OSError:
-    err = -res
-    msg = os.strerror(err)
-    return OSError(err, f"{msg} ({what})" if what else msg)
+def _error(res: int) -> OSError:
+    """The OSError subclass of a CQE's ``-errno`` (ConnectionResetError...)."""
+    return OSError(-res, os.strerror(-res))
 
 
 class _UringFuture(futures.Future):
@@ -96,9 +94,9 @@ class UringProactor:
         self._next_ud = 1
         self._stopped_serving: weakref.WeakSet = weakref.WeakSet()
         try:
-            # SUBMIT_ALL | COOP_TASKRUN, not the ring's default of
-            # SINGLE_ISSUER | DEFER_TASKRUN: an asyncio loop may be created
-            # in one thread and run in another, which SINGLE_ISSUER forbids.
+            # Not the ring's default SINGLE_ISSUER | DEFER_TASKRUN: an asyncio
+            # loop may be created in one thread and run in another, which
+            # SINGLE_ISSUER forbids (see _make_ring).
             self._ring = _make_ring(entries)
         except OSError as exc:
             ok, why = uring.probe()
@@ -460,13 +458,15 @@ class UringProactor:
                 if res >= 0 and discard is not None:
                     discard(res)
                 continue
-            if res == -errno.ECANCELED or obj in self._stopped_serving:
+            if res == -errno.ECANCELED or (self._stopped_serving and obj in self._stopped_serving):
                 fut._proactor = None
                 fut.cancel()
                 continue
             try:
                 value = finish(res)
-            except OSError as exc:
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # the caller's, not the loop's, to handle
                 fut.set_exception(exc)
             else:
                 if value is _AGAIN:
