@@ -1,0 +1,308 @@
+"""``UringEventLoop``: CPython's proactor event loop, on io_uring, on Unix.
+
+``BaseProactorEventLoop(UringProactor())`` gives callbacks, timers, TCP,
+TLS (``sslproto``), streams, UDP and the ``sock_*`` methods unchanged.  What
+CPython's Windows proactor loop lacks, or does the Windows way, is added
+here:
+
+* ``add_reader`` / ``add_writer`` / ``remove_*``: one-shot ``POLL_ADD``s,
+  re-armed after each completion (level-triggered, like a selector loop);
+* signals: ``signal.set_wakeup_fd`` on the self-pipe (the proactor base
+  installs it) and ``unix_events``' handler bookkeeping; the self-pipe
+  reader hands the signal numbers it reads to ``_process_self_data``;
+* Unix sockets, subprocesses (the policy's child watcher) and
+  ``sock_connect`` name resolution, borrowed from ``unix_events`` /
+  ``selector_events`` so that they behave the same.
+
+Pipes (``connect_read_pipe`` / ``connect_write_pipe``, subprocess stdio)
+use ``unix_events``' pipe transports on those POLL_ADD readers and writers:
+they know Unix pipe semantics that CPython's proactor pipe transports (made
+for Windows named pipes) do not (a pty's ``EIO`` at hang-up, a write end
+learning that its reader went away, non-blocking mode).  The proactor's
+READ / WRITE operations still serve ``sock_recv``-style calls on pipes.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import sys
+import warnings
+from asyncio import base_events, events, proactor_events, sslproto, unix_events
+from select import POLLIN, POLLOUT
+
+from iomodels.aio.proactor import UringProactor
+
+_unix = unix_events._UnixSelectorEventLoop
+_SEND_NOW = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+
+
+class _UnixClose:
+    """``connection_lost`` as CPython's proactor transports do it, except
+    that ``shutdown()`` may fail: on Unix it raises ``ENOTCONN`` when the
+    peer is gone already or a datagram socket was never connected (Windows
+    never does), and that must not turn a clean close into an error."""
+
+    def _call_connection_lost(self, exc):
+        if self._called_connection_lost:
+            return
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            sock = self._sock
+            if hasattr(sock, "shutdown") and sock.fileno() != -1:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            sock.close()
+            self._sock = None
+            server = self._server
+            if server is not None:
+                server._detach()
+                self._server = None
+            self._called_connection_lost = True
+
+
+class _SocketTransport(_UnixClose, proactor_events._ProactorSocketTransport):
+    def write(self, data):
+        # The idle case without a future: send at once, as the selector
+        # transports do.  CPython's proactor write() would make a send
+        # future and run its done-callback on the next turn even when the
+        # send completed at once (measured: a quarter of the per-request
+        # callbacks of an echo server).  Anything else goes the proactor way.
+        if (
+            self._write_fut is None
+            and not self._buffer
+            and not self._conn_lost
+            and not self._eof_written
+            and self._empty_waiter is None
+            and type(data) in (bytes, bytearray)
+            and data
+        ):
+            try:
+                n = self._sock.send(data, _SEND_NOW)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError:
+                n = 0  # let the proactor path meet the error and report it
+            if n == len(data):
+                return
+            data = memoryview(data)[n:]
+        super().write(data)
+
+    def close(self):
+        # CPython's proactor close() counts the connection as lost at once,
+        # so write() drops what comes after it.  On Windows a big WSASend
+        # usually completes at once and nothing is pending then; here a
+        # write larger than the socket buffer is still in flight, and
+        # sslproto writes its close_notify right after close().  So, as the
+        # selector transports do: writes after close() are still sent while
+        # earlier ones are pending, and the connection ends once all are out.
+        if self._closing:
+            return
+        self._closing = True
+        if not self._buffer and self._write_fut is None:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+        if self._read_fut is not None:
+            self._read_fut.cancel()
+            self._read_fut = None
+
+
+class _DatagramTransport(_UnixClose, proactor_events._ProactorDatagramTransport):
+    pass
+
+
+class UringEventLoop(proactor_events.BaseProactorEventLoop):
+    """An asyncio event loop whose IO is completions of an io_uring ring."""
+
+    def __init__(self, proactor: UringProactor | None = None) -> None:
+        if proactor is None:
+            self._closed = True  # for BaseEventLoop.__del__ if the next line raises
+            proactor = UringProactor()
+        self._signal_handlers: dict = {}
+        # fd -> [handle, user_data of the armed poll or None]
+        self._readers: dict[int, list] = {}
+        self._writers: dict[int, list] = {}
+        self._self_reading_scheduled = False
+        super().__init__(proactor)
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, extra=None, server=None):
+        return _SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(
+        self,
+        rawsock,
+        protocol,
+        sslcontext,
+        waiter=None,
+        *,
+        server_side=False,
+        server_hostname=None,
+        extra=None,
+        server=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
+        ssl_protocol = sslproto.SSLProtocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+        _SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        return _DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    # -- signals, Unix sockets, subprocesses: as unix_events does them -----
+
+    add_signal_handler = _unix.add_signal_handler
+    remove_signal_handler = _unix.remove_signal_handler
+    _handle_signal = _unix._handle_signal
+    _check_signal = _unix._check_signal
+    _process_self_data = _unix._process_self_data
+    create_unix_connection = _unix.create_unix_connection
+    create_unix_server = _unix.create_unix_server
+    _make_subprocess_transport = _unix._make_subprocess_transport
+    _child_watcher_callback = _unix._child_watcher_callback
+    _make_read_pipe_transport = _unix._make_read_pipe_transport
+    _make_write_pipe_transport = _unix._make_write_pipe_transport
+
+    def _loop_self_reading(self, f=None):
+        # The proactor base drops what it reads from the self-pipe; on Unix
+        # those bytes carry the numbers of the signals that arrived.
+        if f is not None and f is self._self_reading_future and not f.cancelled() and f.exception() is None:
+            data = f.result()
+            if data:
+                self._process_self_data(data)
+        super()._loop_self_reading(f)
+
+    def run_forever(self):
+        # The self-pipe read (wake-ups, signal numbers) is started by the
+        # first run and then stays armed between runs, unlike the Windows
+        # loop that cancels it on each stop: a cancel that races with a
+        # completed read would lose a signal number.
+        if self._self_reading_future is None and not self._self_reading_scheduled:
+            self._self_reading_scheduled = True
+            self.call_soon(self._loop_self_reading)
+        super().run_forever()
+
+    def close(self) -> None:
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        for table in (self._readers, self._writers):
+            for handle, _ud in table.values():
+                handle.cancel()
+            table.clear()
+        super().close()
+        if not sys.is_finalizing():
+            for sig in list(self._signal_handlers):
+                self.remove_signal_handler(sig)
+        elif self._signal_handlers:
+            warnings.warn(
+                f"Closing the loop {self!r} on interpreter shutdown stage, skipping signal handlers removal",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )
+            self._signal_handlers.clear()
+
+    async def sock_connect(self, sock, address):
+        # Resolve first, as the selector loop does: connect() must not block.
+        if sock.family == socket.AF_INET or (base_events._HAS_IPv6 and sock.family == socket.AF_INET6):
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type, proto=sock.proto, loop=self
+            )
+            _, _, _, _, address = resolved[0]
+        return await self._proactor.connect(sock, address)
+
+    # -- readiness callbacks on POLL_ADD -------------------------------------
+
+    # unix_events' pipe transports call the selector loop's private names.
+    def _add_reader(self, fd, callback, *args) -> None:
+        self._add_watch(self._readers, POLLIN, fd, callback, args)
+
+    def _add_writer(self, fd, callback, *args) -> None:
+        self._add_watch(self._writers, POLLOUT, fd, callback, args)
+
+    def _remove_reader(self, fd) -> bool:
+        return self._remove_watch(self._readers, fd)
+
+    def _remove_writer(self, fd) -> bool:
+        return self._remove_watch(self._writers, fd)
+
+    def add_reader(self, fd, callback, *args) -> None:
+        self._add_watch(self._readers, POLLIN, fd, callback, args)
+
+    def add_writer(self, fd, callback, *args) -> None:
+        self._add_watch(self._writers, POLLOUT, fd, callback, args)
+
+    def remove_reader(self, fd) -> bool:
+        return self._remove_watch(self._readers, fd)
+
+    def remove_writer(self, fd) -> bool:
+        return self._remove_watch(self._writers, fd)
+
+    def _add_watch(self, table, events, fd, callback, args) -> None:
+        self._check_closed()
+        fd = selectors._fileobj_to_fd(fd)
+        handle = events_handle(callback, args, self)
+        entry = table.get(fd)
+        if entry is not None:
+            entry[0].cancel()
+            entry[0] = handle  # the armed poll now serves the new callback
+            return
+        entry = [handle, None]
+        table[fd] = entry
+
+        def on_ready(res, fd=fd, entry=entry):
+            if table.get(fd) is not entry:
+                return  # removed, or replaced by a later add_*
+            handle = entry[0]
+            if handle._cancelled:
+                del table[fd]
+                return
+            self._add_callback(handle)
+            if res >= 0 or res == -4:  # ready, or EINTR: wait again
+                # Re-armed now, submitted only at the next select(), after
+                # this turn's callbacks (this one included) have run:
+                # level-triggered, as with a selector.
+                self._proactor.poll_rearm(entry[1], fd, events, on_ready)
+            else:
+                del table[fd]  # EBADF and the like: the fd is gone
+
+        entry[1] = self._proactor.poll_add(fd, events, on_ready)
+
+    def _remove_watch(self, table, fd) -> bool:
+        if self.is_closed():
+            return False
+        fd = selectors._fileobj_to_fd(fd)
+        entry = table.pop(fd, None)
+        if entry is None:
+            return False
+        entry[0].cancel()
+        self._proactor.poll_cancel(entry[1])
+        return True
+
+
+def events_handle(callback, args, loop):
+    return events.Handle(callback, args, loop, None)
+
+
+class EventLoopPolicy(unix_events._UnixDefaultEventLoopPolicy):
+    """The default Unix policy (child watchers included), making
+    ``UringEventLoop``\\ s: ``asyncio.set_event_loop_policy(EventLoopPolicy())``."""
+
+    _loop_factory = UringEventLoop
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"

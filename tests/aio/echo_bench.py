@@ -1,0 +1,211 @@
+"""Echo over asyncio on three loops: server CPU per request.
+
+    python tests/aio/echo_bench.py [--seconds 5] [--conns 100] [--size 1024]
+    python tests/aio/echo_bench.py --micro     # call_soon and timer costs
+
+For each loop (``uring`` = iomodels.aio, ``asyncio`` = the default
+selector loop, ``uvloop`` if installed) and each server style (``protocol``:
+an ``asyncio.Protocol`` that writes back what it gets; ``streams``:
+``start_server`` with ``read`` / ``write`` / ``drain``), a server process
+pinned to CPU 0 serves ``--conns`` connections of a client pinned to CPU 1
+(one uvloop process, or the default loop without uvloop), each connection
+sending ``--size`` bytes and waiting for them to come back, in a closed
+loop.  The figure is the server's user+system CPU time over the measured
+window divided by the requests completed in it (after a one-second warm-up),
+read from /proc/<pid>/stat.  On a shared machine, compare loops within one
+run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+LOOPS = ("uring", "asyncio", "uvloop")
+STYLES = ("protocol", "streams")
+
+
+def _new_loop(name: str) -> asyncio.AbstractEventLoop:
+    if name == "uring":
+        from iomodels import aio
+
+        return aio.new_event_loop()
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.SelectorEventLoop()
+
+
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+async def _stream_echo(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+def serve(loop_name: str, style: str) -> None:
+    """Child: serve until stdin closes; print the port first."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {0})
+    loop = _new_loop(loop_name)
+
+    async def main():
+        if style == "protocol":
+            server = await loop.create_server(_Echo, "127.0.0.1", 0, backlog=1024)
+        else:
+            server = await asyncio.start_server(_stream_echo, "127.0.0.1", 0, backlog=1024)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        done = loop.create_future()
+        loop.add_reader(sys.stdin.fileno(), lambda: done.done() or done.set_result(None))
+        await done
+        server.close()
+
+    loop.run_until_complete(main())
+    loop.close()
+
+
+class _Client(asyncio.Protocol):
+    def __init__(self, payload: bytes, counter: list) -> None:
+        self.payload = payload
+        self.size = len(payload)
+        self.got = 0
+        self.counter = counter
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.payload)
+
+    def data_received(self, data):
+        self.got += len(data)
+        if self.got >= self.size:
+            self.got -= self.size
+            self.counter[0] += 1
+            self.transport.write(self.payload)
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(loop_name: str, style: str, conns: int, size: int, seconds: float) -> tuple[float, float]:
+    """(server CPU µs per request, requests per second)."""
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", loop_name, style],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(child.stdout.readline())
+        try:
+            import uvloop
+
+            loop = uvloop.new_event_loop()
+        except ImportError:
+            loop = asyncio.SelectorEventLoop()
+        counter = [0]
+
+        async def run():
+            payload = b"x" * size
+            transports = []
+            for _ in range(conns):
+                t, _p = await loop.create_connection(lambda: _Client(payload, counter), "127.0.0.1", port)
+                transports.append(t)
+            await asyncio.sleep(1.0)  # warm-up
+            n0, c0, t0 = counter[0], _cpu_seconds(child.pid), time.monotonic()
+            await asyncio.sleep(seconds)
+            n1, c1, t1 = counter[0], _cpu_seconds(child.pid), time.monotonic()
+            for t in transports:
+                t.close()
+            return (c1 - c0) / max(n1 - n0, 1) * 1e6, (n1 - n0) / (t1 - t0)
+
+        return loop.run_until_complete(run())
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def micro(loop_name: str, n: int = 100_000) -> tuple[float, float]:
+    """(µs per call_soon callback, µs per call_later(0) timer), each a
+    callback that schedules the next, as uvloop's own benchmarks do."""
+    loop = _new_loop(loop_name)
+    try:
+        results = []
+        for schedule in (loop.call_soon, lambda cb: loop.call_later(0, cb)):
+            left = [n]
+            done = loop.create_future()
+
+            def cb(schedule=schedule, left=left, done=done):
+                left[0] -= 1
+                if left[0]:
+                    schedule(cb)
+                else:
+                    done.set_result(None)
+
+            t0 = time.perf_counter()
+            schedule(cb)
+            loop.run_until_complete(done)
+            results.append((time.perf_counter() - t0) / n * 1e6)
+        return results[0], results[1]
+    finally:
+        loop.close()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--serve", nargs=2, metavar=("LOOP", "STYLE"), help=argparse.SUPPRESS)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--conns", type=int, default=100)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--loops", default=",".join(LOOPS))
+    ap.add_argument("--styles", default=",".join(STYLES))
+    ap.add_argument("--micro", action="store_true", help="call_soon and timer costs instead")
+    args = ap.parse_args(argv)
+    if args.serve:
+        serve(*args.serve)
+        return 0
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {1 % os.cpu_count()})
+    if args.micro:
+        print(f"{'loop':8} {'call_soon us':>13} {'timer us':>9}")
+        for loop_name in args.loops.split(","):
+            try:
+                soon, timer = micro(loop_name)
+            except ImportError as exc:
+                print(f"{loop_name:8} unavailable: {exc}")
+                continue
+            print(f"{loop_name:8} {soon:13.2f} {timer:9.2f}", flush=True)
+        return 0
+    print(f"{'style':9} {'loop':8} {'server CPU us/req':>18} {'req/s':>9}")
+    for style in args.styles.split(","):
+        for loop_name in args.loops.split(","):
+            try:
+                us, rps = measure(loop_name, style, args.conns, args.size, args.seconds)
+            except (ImportError, ValueError) as exc:
+                print(f"{style:9} {loop_name:8} unavailable: {exc}")
+                continue
+            print(f"{style:9} {loop_name:8} {us:18.1f} {rps:9.0f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
