@@ -28,10 +28,11 @@ import selectors
 import socket
 import sys
 import warnings
-from asyncio import base_events, events, proactor_events, sslproto, unix_events
+from asyncio import base_events, constants, events, exceptions, proactor_events, sslproto, trsock, unix_events
 from select import POLLIN, POLLOUT
 
 from iomodels.aio.proactor import UringProactor
+from iomodels.core.server import ACCEPT_RESOURCE_ERRNOS, ACCEPT_SKIP_ERRNOS
 
 _unix = unix_events._UnixSelectorEventLoop
 _SEND_NOW = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
@@ -65,6 +66,19 @@ class _UnixClose:
 
 
 class _SocketTransport(_UnixClose, proactor_events._ProactorSocketTransport):
+    def _data_received(self, data, length):
+        # CPython's proactor transport lets an exception from a plain
+        # protocol's data_received() escape into the loop's exception handler
+        # and keeps the connection; its selector transports call
+        # _fatal_error(), which closes that connection only.  Asyncio users on
+        # Unix expect the selector behaviour, so it is the one kept here.
+        try:
+            super()._data_received(data, length)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
     def write(self, data):
         # The idle case without a future: send at once, as the selector
         # transports do.  CPython's proactor write() would make a send
@@ -127,6 +141,83 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
         self._writers: dict[int, list] = {}
         self._self_reading_scheduled = False
         super().__init__(proactor)
+
+    def _start_serving(
+        self,
+        protocol_factory,
+        sock,
+        sslcontext=None,
+        server=None,
+        backlog=100,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
+        # CPython's proactor loop closes the listening socket on any accept
+        # error (Windows semantics): one EMFILE and the server is gone for
+        # good.  Its selector loops, which Unix programs know, skip an error
+        # that concerns only the connection being accepted and, out of
+        # descriptors, stop accepting for ACCEPT_RETRY_DELAY, then try again.
+        # That is what this loop does; the rest is CPython's loop() as it is.
+        def accepted(conn, addr):
+            # A connection whose accept completed after server.close() (see
+            # _stop_serving) is served too; asyncio's Server asserts it is
+            # open when it counts a transport, so this one goes uncounted.
+            owner = server if server is None or server._sockets is not None else None
+            protocol = protocol_factory()
+            if sslcontext is not None:
+                self._make_ssl_transport(
+                    conn, protocol, sslcontext, server_side=True, extra={"peername": addr}, server=owner,
+                    ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+                )  # fmt: skip
+            else:
+                self._make_socket_transport(conn, protocol, extra={"peername": addr}, server=owner)
+
+        def loop(f=None):
+            try:
+                if f is not None:
+                    try:
+                        conn, addr = f.result()
+                    except OSError as exc:
+                        if exc.errno in ACCEPT_RESOURCE_ERRNOS:
+                            self.call_exception_handler(
+                                {"message": "socket.accept() out of system resource", "exception": exc,
+                                 "socket": trsock.TransportSocket(sock)}
+                            )  # fmt: skip
+                            self.call_later(constants.ACCEPT_RETRY_DELAY, loop)
+                            return
+                        if exc.errno not in ACCEPT_SKIP_ERRNOS:
+                            raise
+                    else:
+                        accepted(conn, addr)
+                if self.is_closed():
+                    return
+                f = self._proactor.accept(sock)
+            except OSError as exc:
+                if sock.fileno() != -1:
+                    self.call_exception_handler(
+                        {"message": "Accept failed on a socket", "exception": exc,
+                         "socket": trsock.TransportSocket(sock)}
+                    )  # fmt: skip
+                    sock.close()
+            except exceptions.CancelledError:
+                sock.close()
+            else:
+                self._accept_futures[sock.fileno()] = f
+                f.add_done_callback(loop)
+
+        self.call_soon(loop)
+
+    def _stop_serving(self, sock):
+        # CPython cancels the parked accept's future here.  On the ring the
+        # kernel may already have accepted a connection whose completion is
+        # not reaped yet; with the future cancelled it would be closed, a
+        # reset for a client that did nothing wrong (seen in a rolling reload
+        # under wrk).  So the future is left to its completion: a connection
+        # that came is served, a cancelled accept (ECANCELED) ends the
+        # serving loop quietly, its listening socket being closed.
+        self._accept_futures.pop(sock.fileno(), None)
+        self._proactor._stop_serving(sock)
+        sock.close()
 
     def _make_socket_transport(self, sock, protocol, waiter=None, extra=None, server=None):
         return _SocketTransport(self, sock, protocol, waiter, extra, server)

@@ -26,6 +26,7 @@ _MODELS: dict[str, tuple[str, str]] = {
     "sigio": ("iomodels.models.sigio", "signal-driven: a realtime signal per arrival, read via signalfd"),
     "asyncio": ("iomodels.models.asyncio", "the same protocols on the stdlib asyncio loop"),
     "uvloop": ("iomodels.models.uvloop", "the same protocols on uvloop (libuv)"),
+    "aio": ("iomodels.models.aio", "the same protocols on iomodels.aio, an asyncio loop on io_uring"),
     "io_uring": (
         "iomodels.models.io_uring",
         "completion-based: the kernel waits and copies (io_uring, Linux)",
