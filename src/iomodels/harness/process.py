@@ -84,19 +84,24 @@ def session_group(sid: int) -> list[tuple[int, list[str]]]:
 
 
 def session_cpu_s(sid: int) -> float:
-    """CPU seconds of session ``sid``: its processes, their threads and their reaped children.
+    """CPU seconds of session ``sid``: its processes, their threads (live or ended) and
+    their reaped children.
 
-    Live tasks: the scheduler's exact runtime (/proc/PID/task/TID/schedstat,
+    Live threads: the scheduler's exact runtime (/proc/PID/task/TID/schedstat,
     ns).  Not utime+stime of /proc/PID/stat: those are tick samples, and on
     a machine whose CPUs are busy elsewhere a busy server can be charged
-    with a fraction of what it used.  Reaped children (fork per connection)
-    only exist as cutime+cstime ticks of their parent: ticks it is.
+    with a fraction of what it used.  Threads that have ended (a thread per
+    connection, gone when wrk closes its connections) and reaped children
+    (fork per connection) only exist as ticks: the process's utime+stime
+    less its live threads' ticks, and its cutime+cstime.
     """
     hz = os.sysconf("SC_CLK_TCK")
     runtime_ns = 0
     ticks = 0
     for pid, fields in session_group(sid):
         ticks += int(fields[13]) + int(fields[14])  # cutime cstime: reaped children
+        process_ticks = int(fields[11]) + int(fields[12])  # every thread's, ended ones included
+        live_ticks = 0
         try:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
@@ -105,11 +110,16 @@ def session_cpu_s(sid: int) -> float:
             try:
                 with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                     runtime_ns += int(f.read().split()[0])
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    task = f.read().rsplit(")", 1)[1].split()
+                live_ticks += int(task[11]) + int(task[12])
             except (OSError, ValueError, IndexError):
                 if not os.path.exists(f"/proc/{pid}/task/{tid}"):
                     continue  # the thread ended meanwhile
-                ticks += int(fields[11]) + int(fields[12])  # no schedstat: ticks it is
+                ticks += process_ticks  # no schedstat: ticks it is, for the whole process
+                live_ticks = process_ticks
                 break
+        ticks += max(0, process_ticks - live_ticks)  # threads that have ended
     return runtime_ns / 1e9 + ticks / hz
 
 
