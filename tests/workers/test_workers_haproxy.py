@@ -218,9 +218,11 @@ def test_haproxy_restarts_kill_and_return(hosts: Hosts) -> None:
     assert figures.requests > 100
     assert figures.errors_connect == 0, "HAProxy itself kept accepting"
     # Every failure is a request HAProxy had handed to host2 and host2 never
-    # answered (srv_abrt: the server aborted it); a connection that host2
-    # refused was retried on another host (wredis), never failed.
-    assert figures.errors == delta["host2"]["srv_abrt"], f"{_errors(figures)}; HAProxy: {delta}"
+    # answered: a response error on host2 (eresp; it counts the aborts,
+    # srv_abrt, and the requests HAProxy answered 502 for itself, which wrk
+    # counts as non-2xx).  A connection that host2 refused was retried on
+    # another host (wredis), never failed.
+    assert figures.errors <= delta["host2"]["eresp"], f"{_errors(figures)}; HAProxy: {delta}"
     for name in ("host1", "host3"):
         assert delta[name]["srv_abrt"] == delta[name]["eresp"] == delta[name]["econ"] == 0, delta
     victim.stop(signal.SIGKILL, 0.0)
