@@ -12,6 +12,10 @@ What to watch when measuring: this process must not be the bottleneck.  The
   latency is one ``array.append`` of an int: the HDR histogram is filled
   after the window (values counted first, so ``record_value`` runs once per
   distinct microsecond, not once per request).  More CPU: ``--workers``.
+Size: over the house's ~600 lines because ``_run_load`` is one inlined hot
+  loop (a call per reply would cost the generator the headroom it needs);
+  http_engine.py subclasses this Worker and keeps its own inlined loop for
+  the same reason.
 Facts that shaped this code:
 - Closed loop (one request in flight per connection, the next sent when the
   reply is complete) measures what the server *did*, not what a client
