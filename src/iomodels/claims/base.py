@@ -225,8 +225,9 @@ def decide(parts: dict[str, bool | None], rule) -> Decision:
         for i, k in enumerate(unknown):
             trial[k] = bool(bits >> i & 1)
         outcomes[rule(trial)] = None
+    could_be = sorted(outcomes, key=lambda v: VERDICTS.index(v) if v in VERDICTS else len(VERDICTS))
     if len(outcomes) == 1:
-        return Decision(next(iter(outcomes)), [], list(outcomes))
+        return Decision(could_be[0], [], could_be)
     hinges = []
     for k in unknown:  # the unknown parts whose value alone changes the outcome somewhere
         for bits in range(2 ** len(unknown)):
@@ -237,7 +238,7 @@ def decide(parts: dict[str, bool | None], rule) -> Decision:
             if rule(trial) != rule(flipped):
                 hinges.append(k)
                 break
-    return Decision(UNDECIDED, hinges, list(outcomes))
+    return Decision(UNDECIDED, hinges, could_be)
 
 
 def undecided_text(d: Decision, notes: dict[str, Comparison | None]) -> str:
