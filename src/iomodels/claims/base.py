@@ -242,14 +242,15 @@ def decide(parts: dict[str, bool | None], rule) -> Decision:
 
 
 def undecided_text(d: Decision, notes: dict[str, Comparison | None]) -> str:
-    """'Undecided on this machine: X is inside the noise (...). Either way it would be holds or partly.'"""
+    """'Undecided on this machine: X is inside the noise (...). Depending on it, ... holds or partly.'"""
 
     def note(k: str) -> str:
         c = notes.get(k)
         return f" ({c.figures()})" if c is not None else ""
 
     why = "; ".join(f"{k} is inside the noise{note(k)}" for k in d.hinges)
-    return f"Undecided on this machine: {why}. Either way it would be {' or '.join(d.could_be)}."
+    could = ", ".join(d.could_be[:-1]) + f" or {d.could_be[-1]}" if len(d.could_be) > 1 else d.could_be[0]
+    return f"Undecided on this machine: {why}. Depending on it, the verdict would be {could}."
 
 
 def closest(*comparisons: Comparison | None) -> str:

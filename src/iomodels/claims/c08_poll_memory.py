@@ -130,6 +130,7 @@ def run(lab: Lab, quick: bool) -> dict[str, Any]:
         out["models"][model] = {
             "points": [p for points in reps for p in points],
             **{k: median([f[k] for f in fits]) for k in fits[0]},
+            "max_alive": max(f["max_alive"] for f in fits),  # a count, not a median
             "repeats": fits,
         }
     return out
