@@ -3,7 +3,9 @@
 Each experiment runs in this process under a time limit (Lab.time_limit:
 SIGALRM), one after the other, so they never load the machine at the same
 time.  An experiment that fails or runs out of time is reported as "not
-measurable" with what happened, never with a guessed verdict.
+measurable" with what happened, never with a guessed verdict.  Each measured
+experiment repeats itself ``--repeats`` times (3 with --quick, else 5):
+lab.py's ``Lab.interleave``.
 """
 
 from __future__ import annotations
