@@ -7,7 +7,8 @@ one server per model and round, ``lab.repeats`` interleaved rounds: server
 CPU microseconds per request (the figure that
 survives a shared machine), requests/s and p99.  "Best" is read as the
 cheapest per request; ``io_uring`` is the asynchronous model.  The models
-whose repeats overlap the cheapest one's are reported as tied for first.
+that cannot be told apart from the cheapest (their repeats overlap, directly or
+through one another: ``ranking``) are reported as tied for first.
 """
 
 from __future__ import annotations
@@ -88,14 +89,25 @@ def costs(numbers: dict[str, Any]) -> dict[str, list[float]]:
 
 
 def ranking(cost: dict[str, list[float]]) -> tuple[list[str], list[str]]:
-    """(models by median cost, the ones that cannot be told apart from the first).
+    """(models by median cost, the models tied for first).
 
-    Tied with the first: some repeat of it is at or below some repeat of the first
-    (base.compare: the ranges overlap), so this machine cannot say which is cheaper."""
+    Tied for first: the first by median, every model that cannot be told apart
+    from it (base.compare: the repeats overlap), and so on through every model
+    that cannot be told apart from one of those.  The chain matters: when the
+    first cannot be told from B, which model is first is itself inside the
+    noise, and a model that only B overlaps could have been tied with the first
+    in the next run (two quick runs here: io_uring tied with the first in one,
+    tied only with the models tied with it in the other)."""
     order = sorted(cost, key=lambda m: median(cost[m]))
-    first = order[0]
-    tied = [first] + [m for m in order[1:] if not compare(cost[m], cost[first]).separated]
-    return order, tied
+    tied = [order[0]]
+    grew = True
+    while grew:
+        grew = False
+        for m in order:
+            if m not in tied and any(not compare(cost[m], cost[t]).separated for t in tied):
+                tied.append(m)
+                grew = True
+    return order, [m for m in order if m in tied]
 
 
 def verdict(numbers: dict[str, Any]) -> Verdict:
@@ -108,18 +120,22 @@ def verdict(numbers: dict[str, Any]) -> Verdict:
     best = order[0]
     us = lambda x: f"{x:.2f}"  # noqa: E731
     mine = spread(cost[ASYNC_MODEL]).show(us)
-    first = f"tied for first: {', '.join(tied)} (cannot be told apart)" if len(tied) > 1 else f"first: {best}"
+    first = f"tied for first: {', '.join(tied)} (repeats overlap)" if len(tied) > 1 else f"first: {best}"
     key = f"{ASYNC_MODEL} {mine} µs/req, rank {order.index(ASYNC_MODEL) + 1}/{len(order)} by median; {first}"
     listing = ", ".join(f"{m} {spread(cost[m]).show(us)}" for m in order)
     # the claim holds if io_uring is below every other model; a model it cannot be told
     # apart from might be cheaper or not, so decide() tries both (tied for first:
-    # undecided, not a silent "holds" or "partly")
+    # undecided, not a silent "holds" or "partly").  Inside the group tied for first the
+    # order is noise, so io_uring's place against each member of it counts as unknown
     notes = {
         f"{ASYNC_MODEL} against {m}": compare(cost[ASYNC_MODEL], cost[m]) for m in order if m != ASYNC_MODEL
     }
+    in_group = ASYNC_MODEL in tied and len(tied) > 1
     within_key = f"{ASYNC_MODEL} against {WITHIN:g}x the cheapest ({best})"
     notes[within_key] = compare(cost[ASYNC_MODEL], cost[best], WITHIN) if best != ASYNC_MODEL else None
     parts = {k: below(c) for k, c in notes.items()}
+    if in_group:
+        parts |= {f"{ASYNC_MODEL} against {m}": None for m in tied if m != ASYNC_MODEL}
     if best == ASYNC_MODEL:
         parts[within_key] = True
 
@@ -133,13 +149,16 @@ def verdict(numbers: dict[str, Any]) -> Verdict:
     margin = margin or closest(*notes.values())
     order_text = f"Order (µs/req, median and range): {listing}."
     if d.verdict == UNDECIDED:
-        tie = (
-            f"{ASYNC_MODEL} is tied for first with {', '.join(m for m in tied if m != ASYNC_MODEL)}: this "
-            "machine cannot tell whether it is the cheapest. "
-            if ASYNC_MODEL in tied
-            else ""
-        )
-        return Verdict(UNDECIDED, key, tie + undecided_text(d, notes) + " " + order_text, margin)
+        if in_group:
+            why = (
+                f"Undecided on this machine: {ASYNC_MODEL} is tied for first with "
+                f"{', '.join(m for m in tied if m != ASYNC_MODEL)} (their repeats overlap, one with the "
+                "next): their order is inside the noise, so whether it is the cheapest cannot be told; "
+                f"it would be {' or '.join(d.could_be)}."
+            )
+        else:
+            why = undecided_text(d, notes)
+        return Verdict(UNDECIDED, key, why + " " + order_text, margin)
     lead = {
         HOLDS: "The asynchronous model costs the least CPU per request: below every other model, "
         "in every repeat.",
