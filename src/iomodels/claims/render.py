@@ -126,9 +126,11 @@ only), and the verdict follows from the numbers by thresholds written next to it
 <code>src/iomodels/claims/</code>. A claim that could not run here says why.</p>
 <p>Each measured experiment ran {doc.get("repeats", 1)} time(s), interleaved across the models
 it compares. Figures are medians, written "median (min..max)"; the figures draw every repeat. A
-difference smaller than the spread of the repeats is not a difference: a verdict that would
-hinge on one is <b>undecided</b> on this machine, and the margin column gives the closest
-comparison a verdict rests on (how far apart the medians are, against the spread).</p>
+difference smaller than the spread of the repeats is not a difference: two figures differ only
+when every repeat of one is clear of every repeat of the other and their medians are further
+apart than the spread (the range of the repeats without the one farthest from the median). A
+verdict that would hinge on a comparison inside the noise is <b>undecided</b> on this machine;
+the margin column gives the closest comparison a verdict rests on.</p>
 <h3>Machine</h3>
 <table>
 <tr><th>CPUs (nproc)</th><td>{e(str(m.get("nproc")))}</td></tr>
