@@ -40,6 +40,7 @@ def result(id_: str, verdict: str, figures: list[str]) -> dict:
         "verdict": verdict,
         "key_figure": "1024 < 2048",
         "explanation": "because",
+        "margin": "3 % apart, spread 9 % (inside the noise)",
         "numbers": {"x": 1},
         "elapsed_s": 1.0,
         "budget_s": 60.0,
@@ -52,7 +53,7 @@ def test_json_and_html_from_recorded_results(tmp_path):
     (tmp_path / "claim-7.png").write_bytes(PNG_1PX)
     results = [result("7", "partly", ["claim-7.png"]), result("11a", "not measurable", [])]
     doc = render.document(
-        results, command="iomodels claims --quick", quick=True, elapsed_s=12.3, machine=MACHINE
+        results, command="iomodels claims --quick", quick=True, elapsed_s=12.3, machine=MACHINE, repeats=3
     )
     json_path, html_path = render.write(doc, tmp_path)
     loaded = json.loads(json_path.read_text(encoding="utf-8"))
@@ -65,6 +66,9 @@ def test_json_and_html_from_recorded_results(tmp_path):
     for fact in ("AMD EPYC", "6.18.44-fc-v509", "3.11.7", "iomodels claims --quick", "<td>2</td>"):
         assert fact in page
     assert "select有一个最大监听事件的限制" in page
+    assert loaded["repeats"] == 3
+    assert "ran 3 time(s), interleaved" in page
+    assert "3 % apart, spread 9 % (inside the noise)" in page  # the margin, in the table and the section
 
 
 def test_missing_figure_is_said(tmp_path):

@@ -53,3 +53,46 @@ def test_success_keeps_numbers(tmp_path):
     result = run_one(fake_claim(lambda lab, quick: {"x": 1}), Lab(tmp_path), quick=True)
     assert result["verdict"] == HOLDS
     assert result["numbers"] == {"x": 1}
+
+
+@pytest.mark.timeout(10)
+def test_interleave_rotates_the_order_per_repeat(tmp_path):
+    lab = Lab(tmp_path, repeats=3)
+    order = []
+
+    def measure(key, rep):
+        order.append(key)
+        return f"{key}{rep}"
+
+    out = lab.interleave(["a", "b", "c"], measure)
+    assert out == {"a": ["a0", "a1", "a2"], "b": ["b0", "b1", "b2"], "c": ["c0", "c1", "c2"]}
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # no model always first
+
+
+def test_merge_keeps_every_repeat_beside_the_medians():
+    from iomodels.claims.lab import merge, samples
+
+    reps = [
+        {"active": 10, "idle": 0, "status": "ok", "req_per_s": 100.0, "p99_us": 5, "srv_threads": 1},
+        {"active": 10, "idle": 0, "status": "error", "reason": "OSError: boom"},
+        {"active": 10, "idle": 0, "status": "ok", "req_per_s": 300.0, "p99_us": 9, "srv_threads": 1},
+    ]
+    row = merge(reps)
+    assert row["status"] == "ok" and row["active"] == 10
+    assert row["req_per_s"] == 200.0 and row["srv_threads"] == 1
+    assert len(row["repeats"]) == 3 and row["repeats"][1]["reason"] == "OSError: boom"
+    assert samples(row, "req_per_s") == [100.0, 300.0]
+    failed = merge([reps[1], reps[1]])
+    assert failed["status"] == "error" and failed["reason"] == "OSError: boom"
+    assert samples(failed, "req_per_s") == []
+
+
+def test_repeats_must_be_positive(tmp_path, capsys):
+    from iomodels.claims.runner import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--repeats", "0", "--out", str(tmp_path)])
+    assert info.value.code == 2
+    assert "--repeats must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        Lab(tmp_path, repeats=0)

@@ -6,6 +6,7 @@ machine: no experiment here can confirm or refute it, so the verdict is
 "not measurable" by nature.  What we can show is that the model exists and
 serves: the ``sigio`` server answers REQUESTS requests, and strace -c
 counts its system calls per request next to ``epoll``'s (what it costs).
+Not repeated (issue 13): no verdict rests on these figures.
 """
 
 from __future__ import annotations

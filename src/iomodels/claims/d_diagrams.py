@@ -13,6 +13,8 @@ reaped, so no read exists).  strace stretches every call, so the widths
 are what the process was blocked, measured under the tracer.
 
 The verdict checks each trace against the seed's description of its model.
+Not repeated (issue 13): it checks the shape of a trace (which call blocked,
+which read copied), not a figure compared against another model's.
 """
 
 from __future__ import annotations

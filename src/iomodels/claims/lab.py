@@ -6,6 +6,11 @@ Servers: ``Lab.server`` starts an ``iomodels.harness.ServerProcess`` (session
   inherited descriptors (``pass_fds``, claim 7), its log in the work folder.
 Clients: small blocking helpers for the cheap claims, and ``Lab.load`` for a
   measured window of the load generator (compare.measure_cell).
+Repeats: ``Lab.interleave`` runs a piece of an experiment ``Lab.repeats``
+  times for each model it compares, the order rotated per repeat as
+  ``compare --repeats`` does, so drift on a shared machine hits every model
+  alike; ``repeated_sweep`` does it for load-generator sweeps and keeps
+  every repeat beside the medians (base.py: how verdicts read them).
 Bounded: ``Lab.time_limit`` arms SIGALRM; on expiry ``ClaimTimeout`` (a
   BaseException, so no ``except Exception`` swallows it) unwinds through the
   experiment's ``finally`` blocks, which stop every server, tracer and
@@ -25,15 +30,20 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from iomodels import models
+from iomodels.claims.base import median
 from iomodels.compare.runner import HOST, Settings, measure_cell
 from iomodels.harness import ServerProcess, raise_nofile_limit, split_cpus
 
 STRACE = shutil.which("strace")
 STRACE_ATTACH_TIMEOUT_S = 5.0
 STRACE_SETTLE_S = 0.3  # after "attached": let the tracer reach every thread
+
+
+K = TypeVar("K")
+R = TypeVar("R")
 
 
 class ClaimTimeout(BaseException):
@@ -212,10 +222,19 @@ class Strace:
 # the lab
 
 
-class Lab:
-    """What run(lab, quick) gets: a work directory, servers, load, progress."""
+QUICK_REPEATS = 3  # --quick: the fewest that give a median and a range
+FULL_REPEATS = 5
 
-    def __init__(self, out_dir: Path, progress: Callable[[str], None] = lambda s: None) -> None:
+
+class Lab:
+    """What run(lab, quick) gets: a work directory, servers, load, progress, repeats."""
+
+    def __init__(
+        self, out_dir: Path, progress: Callable[[str], None] = lambda s: None, repeats: int = 1
+    ) -> None:
+        if repeats < 1:
+            raise ValueError(f"repeats must be at least 1, not {repeats}")
+        self.repeats = repeats
         self.out_dir = out_dir
         self.work = out_dir / "work"
         self.work.mkdir(parents=True, exist_ok=True)
@@ -227,6 +246,21 @@ class Lab:
 
     def path(self, name: str) -> Path:
         return self.work / name
+
+    def interleave(self, keys: list[K], measure: Callable[[K, int], R]) -> dict[K, list[R]]:
+        """``measure(key, repeat)`` for every repeat and key: {key: [one result per repeat]}.
+
+        Repeat r runs the keys rotated by r (as ``compare --repeats``): no model
+        always goes first, and a slow minute of the machine lands on every
+        model's repeats rather than on all of one model's."""
+        out: dict[K, list[R]] = {k: [] for k in keys}
+        for rep in range(self.repeats):
+            k = rep % len(keys) if keys else 0
+            for key in keys[k:] + keys[:k]:
+                if self.repeats > 1:
+                    self.progress(f"repeat {rep + 1}/{self.repeats}: {key}")
+                out[key].append(measure(key, rep))
+        return out
 
     def unavailable(self, *names: str) -> str | None:
         """Why one of these models cannot run here, or None."""
@@ -391,3 +425,45 @@ def sweep(
     finally:
         server_cm.__exit__(None, None, None)
     return rows
+
+
+def merge(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """One sweep point's repeats -> the medians of the repeats that ran, and every repeat.
+
+    ``status`` is "ok" when at least one repeat ran; ``repeats`` keeps each
+    one as measured (failures included, with their reason)."""
+    first = repeats[0]
+    row: dict[str, Any] = {"active": first["active"], "idle": first["idle"]}
+    kept = [{k: v for k, v in r.items() if k not in ("active", "idle")} for r in repeats]
+    ok = [r for r in kept if r.get("status") == "ok"]
+    if not ok:
+        return {**row, "status": first.get("status"), "reason": first.get("reason"), "repeats": kept}
+    row["status"] = "ok"
+    for key in (*CELL_KEYS, "p50_us", "p99_us"):
+        m = median([r.get(key) for r in ok])
+        row[key] = int(m) if m is not None and m.is_integer() else m
+    row["repeats"] = kept
+    return row
+
+
+def samples(row: dict[str, Any], key: str) -> list[float]:
+    """The value of ``key`` in every repeat of a merged row that ran."""
+    return [r[key] for r in row.get("repeats", [row]) if r.get("status") == "ok" and r.get(key) is not None]
+
+
+def repeated_sweep(
+    lab: Lab,
+    plans: dict[str, tuple[str, list[tuple[int, int]], list[str] | tuple[str, ...]]],
+    duration_s: float,
+    timeout_s: float = 2.0,
+    msize: int = 1024,
+) -> dict[str, list[dict[str, Any]]]:
+    """``sweep`` for each plan {key: (model, points, extra)}, ``lab.repeats`` times,
+    interleaved; {key: [merged row per point]} (see ``merge``)."""
+
+    def one(key: str, rep: int) -> list[dict[str, Any]]:
+        model, points, extra = plans[key]
+        return sweep(lab, model, points, duration_s, extra=extra, timeout_s=timeout_s, msize=msize)
+
+    runs = lab.interleave(list(plans), one)
+    return {key: [merge(list(point)) for point in zip(*reps, strict=True)] for key, reps in runs.items()}

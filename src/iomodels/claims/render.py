@@ -13,7 +13,13 @@ from iomodels.harness import machine, versions
 from iomodels.harness.machine import summary
 
 SCHEMA = 1
-COLOURS = {"holds": "#1e8449", "partly": "#b7950b", "does not hold": "#c0392b", "not measurable": "#7f8c8d"}
+COLOURS = {
+    "holds": "#1e8449",
+    "partly": "#b7950b",
+    "does not hold": "#c0392b",
+    "undecided": "#8e44ad",
+    "not measurable": "#7f8c8d",
+}
 
 
 def machine_info() -> dict[str, Any]:
@@ -24,7 +30,12 @@ def machine_info() -> dict[str, Any]:
 
 
 def document(
-    results: list[dict[str, Any]], command: str, quick: bool, elapsed_s: float, machine: dict[str, Any]
+    results: list[dict[str, Any]],
+    command: str,
+    quick: bool,
+    elapsed_s: float,
+    machine: dict[str, Any],
+    repeats: int = 1,
 ) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for r in results:
@@ -34,6 +45,7 @@ def document(
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": command,
         "quick": quick,
+        "repeats": repeats,
         "elapsed_s": round(elapsed_s, 1),
         "machine": machine,
         "verdict_counts": counts,
@@ -68,7 +80,7 @@ def to_html(doc: dict[str, Any], out_dir: Path) -> str:
             f"<tr><td><a href='#c{e(r['id'])}'>{e(r['id'])}</a> {e(r['title'])}</td>"
             f"<td>{e(r['measures'])}</td>"
             f"<td style='color:{colour};font-weight:bold'>{e(r['verdict'])}</td>"
-            f"<td>{e(r['key_figure'])}</td></tr>"
+            f"<td>{e(r['key_figure'])}</td><td>{e(r.get('margin', ''))}</td></tr>"
         )
     sections = []
     for r in doc["results"]:
@@ -87,7 +99,8 @@ def to_html(doc: dict[str, Any], out_dir: Path) -> str:
             f"<p><b>Measured:</b> {e(r['measures'])}</p>"
             f"<p><b>Verdict:</b> <span style='color:{colour};font-weight:bold'>{e(r['verdict'])}</span>"
             f" &mdash; {e(r['key_figure'])}</p>"
-            f"<p>{e(r['explanation'])}</p>{figs}"
+            + (f"<p><b>Margin:</b> {e(r['margin'])}</p>" if r.get("margin") else "")
+            + f"<p>{e(r['explanation'])}</p>{figs}"
             f"<details><summary>numbers ({r['elapsed_s']} s of a {r['budget_s']:.0f} s budget)</summary>"
             f"<pre>{e(numbers)}</pre></details>{err}</section>"
         )
@@ -111,6 +124,13 @@ section {{ border-top: 1px solid #ddd; margin-top: 2em }}
 <p>Each claim of the teaching text is turned into an experiment on the real servers (loopback
 only), and the verdict follows from the numbers by thresholds written next to it in
 <code>src/iomodels/claims/</code>. A claim that could not run here says why.</p>
+<p>Each measured experiment ran {doc.get("repeats", 1)} time(s), interleaved across the models
+it compares. Figures are medians, written "median (min..max)"; the figures draw every repeat. A
+difference smaller than the spread of the repeats is not a difference: two figures differ only
+when every repeat of one is clear of every repeat of the other and their medians are further
+apart than the spread (the range of the repeats without the one farthest from the median). A
+verdict that would hinge on a comparison inside the noise is <b>undecided</b> on this machine;
+the margin column gives the closest comparison a verdict rests on.</p>
 <h3>Machine</h3>
 <table>
 <tr><th>CPUs (nproc)</th><td>{e(str(m.get("nproc")))}</td></tr>
@@ -125,7 +145,7 @@ people's work runs at the same time)</td></tr>
 <tr><th>generated</th><td>{e(doc["generated"])}, in {doc["elapsed_s"]} s</td></tr>
 </table>
 <h3>Verdicts</h3>
-<table><tr><th>claim</th><th>what was measured</th><th>verdict</th><th>key figure</th></tr>
+<table><tr><th>claim</th><th>what was measured</th><th>verdict</th><th>key figure</th><th>margin</th></tr>
 {"".join(rows)}
 </table>
 {"".join(sections)}

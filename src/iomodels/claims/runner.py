@@ -3,7 +3,9 @@
 Each experiment runs in this process under a time limit (Lab.time_limit:
 SIGALRM), one after the other, so they never load the machine at the same
 time.  An experiment that fails or runs out of time is reported as "not
-measurable" with what happened, never with a guessed verdict.
+measurable" with what happened, never with a guessed verdict.  Each measured
+experiment repeats itself ``--repeats`` times (3 with --quick, else 5):
+lab.py's ``Lab.interleave``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from iomodels.claims import registry, render
 from iomodels.claims.base import NOT_MEASURABLE, NotMeasurable, Verdict
-from iomodels.claims.lab import ClaimTimeout, Lab
+from iomodels.claims.lab import FULL_REPEATS, QUICK_REPEATS, ClaimTimeout, Lab
 from iomodels.harness import ArgParser
 
 DEFAULT_BUDGET_S = (90.0, 300.0)  # per claim (quick, full) unless the module sets BUDGET_S
@@ -33,6 +35,13 @@ def build_parser() -> ArgParser:
     parser.add_argument("--only", metavar="ID[,ID]", help="run only these claims (see --list)")
     parser.add_argument(
         "--out", default="claims-report", type=Path, help="output directory (default ./claims-report)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        metavar="N",
+        help=f"repeats of each measured experiment, interleaved across its models "
+        f"(default {QUICK_REPEATS} with --quick, else {FULL_REPEATS})",
     )
     parser.add_argument("--list", action="store_true", help="list the claims and exit")
     return parser
@@ -80,6 +89,7 @@ def run_one(claim: ModuleType, lab: Lab, quick: bool) -> dict[str, Any]:
         "verdict": v.verdict,
         "key_figure": v.key_figure,
         "explanation": v.explanation,
+        "margin": v.margin,
         "numbers": numbers,
         "elapsed_s": round(elapsed, 1),
         "budget_s": budget,
@@ -114,6 +124,9 @@ def main(argv: list[str]) -> int:
         claims = select_claims(args.only)
     except ValueError as exc:
         parser.error(str(exc))
+    repeats = args.repeats if args.repeats is not None else QUICK_REPEATS if args.quick else FULL_REPEATS
+    if repeats < 1:
+        parser.error(f"--repeats must be at least 1, not {repeats}")
     if args.list:
         for c in claims:
             print(f"{c.ID:>3}  {c.TITLE}")
@@ -146,7 +159,7 @@ def main(argv: list[str]) -> int:
             progress.update(task, description=desc)
             progress.refresh()
 
-        lab = Lab(out_dir, progress=step)
+        lab = Lab(out_dir, progress=step, repeats=repeats)
         interrupted = False
         try:
             for claim in claims:
@@ -159,7 +172,9 @@ def main(argv: list[str]) -> int:
         except KeyboardInterrupt:  # every server is already stopped (finally blocks): report what ran
             interrupted = True
     elapsed = time.monotonic() - started
-    doc = render.document(results, command=command, quick=args.quick, elapsed_s=elapsed, machine=machine)
+    doc = render.document(
+        results, command=command, quick=args.quick, elapsed_s=elapsed, machine=machine, repeats=repeats
+    )
     doc["invoked_as"] = shlex.join(getattr(sys, "orig_argv", sys.argv))
     doc["interrupted"] = interrupted
     render.write(doc, out_dir)
@@ -176,14 +191,17 @@ def print_table(doc: dict[str, Any], console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    table = Table(title=f"claims on {doc['machine'].get('summary', '')}")
-    for col in ("claim", "what was measured", "verdict", "key figure"):
+    table = Table(title=f"claims on {doc['machine'].get('summary', '')}, {doc.get('repeats', 1)} repeats")
+    for col in ("claim", "verdict", "key figure (median, min..max of repeats)", "margin"):
         table.add_column(col, overflow="fold")
-    colour = {"holds": "green", "partly": "yellow", "does not hold": "red"}
+    colour = {"holds": "green", "partly": "yellow", "does not hold": "red", "undecided": "magenta"}
     for r in doc["results"]:
         v = r["verdict"]
         table.add_row(
-            f"{r['id']} {r['title']}", r["measures"], f"[{colour.get(v, 'dim')}]{v}[/]", r["key_figure"]
+            f"{r['id']} {r['title']}",
+            f"[{colour.get(v, 'dim')}]{v}[/]",
+            r["key_figure"],
+            r.get("margin", ""),
         )
     console.print(table)
 
