@@ -217,12 +217,14 @@ def test_haproxy_restarts_kill_and_return(hosts: Hosts) -> None:
     print(f"    HAProxy, per host: {delta}")
     assert figures.requests > 100
     assert figures.errors_connect == 0, "HAProxy itself kept accepting"
-    # Every failure is a request HAProxy had handed to host2 and host2 never
-    # answered: a response error on host2 (eresp; it counts the aborts,
-    # srv_abrt, and the requests HAProxy answered 502 for itself, which wrk
-    # counts as non-2xx).  A connection that host2 refused was retried on
-    # another host (wredis), never failed.
-    assert figures.errors <= delta["host2"]["eresp"], f"{_errors(figures)}; HAProxy: {delta}"
+    # Only what was in flight on host2 may fail: at most one request per wrk
+    # connection (each has one outstanding), none on the hosts that stayed.
+    # HAProxy counts most of them as response errors on host2 (eresp: the
+    # aborts, srv_abrt, and the 502s it answered itself); a CI run also saw
+    # one read error that HAProxy's per-server counters did not show, so the
+    # bound is the in-flight one, and the counters are printed beside it.
+    # A connection that host2 refused was retried on another host (wredis).
+    assert figures.errors <= CONNECTIONS, f"{_errors(figures)}; HAProxy: {delta}"
     for name in ("host1", "host3"):
         assert delta[name]["srv_abrt"] == delta[name]["eresp"] == delta[name]["econ"] == 0, delta
     victim.stop(signal.SIGKILL, 0.0)
