@@ -99,11 +99,13 @@ def test_connections_spread_evenly_over_workers(model: str, listener: str) -> No
         print(f"\n{model} {listener}: connections per worker {sorted(counts.values())} (mean {mean:g})")
         assert sum(counts.values()) == CONNECTIONS, f"counted {counts} of {CONNECTIONS}"
         assert len(counts) == 2 and set(counts) == set(worker_pids(server))
-        # On a shared socket the readiness loops (epoll, asyncio) are woken
-        # together and the first one scheduled accepts: the spread is the
-        # scheduler's, within 25 % here even with other tests running; the
-        # others are within 20 % (see docs/workers.md for the figures).
-        tolerance = 0.35 if listener == "shared" and model in ("epoll", "asyncio") else 0.2
+        # With a socket each (SO_REUSEPORT) the kernel's hash spreads them:
+        # within 20 %.  On a shared socket whoever is scheduled first accepts
+        # (the readiness loops are woken together; the blocking workers wait
+        # in accept() in turn): the spread is the scheduler's, up to 25 % here
+        # with other tests running (threads once 249/151), so 35 %; see
+        # docs/workers.md for the figures.
+        tolerance = 0.35 if listener == "shared" else 0.2
         for pid, count in counts.items():
             assert abs(count - mean) <= tolerance * mean, (
                 f"worker {pid}: {count} connections, mean {mean:g}: {counts}"
