@@ -37,15 +37,16 @@ import weakref
 from asyncio import futures
 
 from iomodels import uring
-from iomodels.aio import _ops
+from iomodels.uring import addresses
+from iomodels.uring.buffers import buffer_span
 
 # Operations the loop cannot work without, with the kernel that has them.
 REQUIRED_OPCODES = {
     "ACCEPT": (uring.IORING_OP_ACCEPT, "5.5"),
     "ASYNC_CANCEL": (uring.IORING_OP_ASYNC_CANCEL, "5.5"),
-    "POLL_ADD": (_ops.IORING_OP_POLL_ADD, "5.1"),
-    "READ": (_ops.IORING_OP_READ, "5.6"),
-    "WRITE": (_ops.IORING_OP_WRITE, "5.6"),
+    "POLL_ADD": (uring.IORING_OP_POLL_ADD, "5.1"),
+    "READ": (uring.IORING_OP_READ, "5.6"),
+    "WRITE": (uring.IORING_OP_WRITE, "5.6"),
     "SEND": (uring.IORING_OP_SEND, "5.6"),
     "RECV": (uring.IORING_OP_RECV, "5.6"),
 }
@@ -57,7 +58,7 @@ _UD_IGNORE = 0  # cancels and other fire-and-forget SQEs: completion dropped
 _MSG_NOSIGNAL = int(socket.MSG_NOSIGNAL)
 _SEND_NOW = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 _RECV_NOW = int(socket.MSG_DONTWAIT)
-_INET = (socket.AF_INET, socket.AF_INET6)  # families with a sockaddr parser (_ops)
+_INET = (socket.AF_INET, socket.AF_INET6)  # families with a sockaddr parser (uring.addresses)
 
 
 class UringUnavailable(RuntimeError):
@@ -101,11 +102,10 @@ class UringProactor:
         except OSError as exc:
             ok, why = uring.probe()
             raise UringUnavailable(f"cannot create the io_uring loop: {why if not ok else exc}") from exc
-        self._has_connect = self._ring.supports(_ops.IORING_OP_CONNECT)
-        self._has_msg = self._ring.supports(_ops.IORING_OP_SENDMSG) and self._ring.supports(
-            _ops.IORING_OP_RECVMSG
+        self._has_connect = self._ring.supports(uring.IORING_OP_CONNECT)
+        self._has_msg = self._ring.supports(uring.IORING_OP_SENDMSG) and self._ring.supports(
+            uring.IORING_OP_RECVMSG
         )
-        self._taskrun_flag = bool(self._ring.setup_flags & uring.IORING_SETUP_TASKRUN_FLAG)
         missing = [
             f"{name} (Linux {version}+)"
             for name, (opcode, version) in REQUIRED_OPCODES.items()
@@ -186,9 +186,9 @@ class UringProactor:
             if isinstance(conn, socket.socket):
                 self._ring.prep_recv(conn.fileno(), buf, ud, msg_flags=flags)
             else:
-                addr, n, keeper = _ops.buffer_address(buf, True)
+                addr, n, keeper = buffer_span(buf, True, 0, None)
                 self._cache[ud] = (fut, conn, keeper, finish)
-                _ops.prep_read(self._ring, conn.fileno(), addr, n, ud)
+                self._ring.prep_read(conn.fileno(), addr, n, ud)
         except BaseException:
             del self._cache[ud]
             raise
@@ -215,7 +215,7 @@ class UringProactor:
             if sent >= total:
                 return self._result(sent)
         fd = conn.fileno()
-        addr, total, keeper = _ops.buffer_address(buf, False)
+        addr, total, keeper = buffer_span(buf, False, 0, None)
         ring = self._ring
         msg_flags = _MSG_NOSIGNAL | flags
 
@@ -232,9 +232,9 @@ class UringProactor:
         def queue(offset):
             if is_sock:
                 n = total - offset
-                _ops.prep_sqe(ring, uring.IORING_OP_SEND, fd, addr + offset, n, 0, msg_flags, ud)
+                ring.prep_send_at(fd, addr + offset, n, ud, msg_flags=msg_flags)
             else:
-                _ops.prep_write(ring, fd, addr + offset, total - offset, ud)
+                ring.prep_write(fd, addr + offset, total - offset, ud)
 
         ud, fut = self._register(conn, keeper, finish)
         queue(sent)
@@ -263,7 +263,7 @@ class UringProactor:
         if conn.type == socket.SOCK_DGRAM:
             conn.connect(address)
             return self._result(None)
-        raw = _ops.sockaddr(conn.family, address) if self._has_connect else None
+        raw = addresses.sockaddr(conn.family, address) if self._has_connect else None
         if raw is None:
             return self._connect_by_poll(conn, address)
 
@@ -273,7 +273,8 @@ class UringProactor:
             return None
 
         ud, fut = self._register(conn, raw, finish)
-        _ops.prep_connect(self._ring, conn.fileno(), raw, ud)
+        raw_addr = ctypes.cast(ctypes.c_char_p(raw), ctypes.c_void_p).value or 0
+        self._ring.prep_connect(conn.fileno(), raw_addr, len(raw), ud)
         # Submitted now, not at the next turn: like connect(2) on a selector
         # loop, the handshake starts during the call (a caller may go on to
         # a blocking accept() on the other end before the loop turns).
@@ -299,7 +300,7 @@ class UringProactor:
     def sendto(self, conn, buf, flags: int = 0, addr=None):
         data = bytes(buf)
         if conn.family in _INET and self._has_msg:
-            raw = _ops.sockaddr(conn.family, addr) if addr is not None else b""
+            raw = addresses.sockaddr(conn.family, addr) if addr is not None else b""
             if raw is not None:
                 return self._sendmsg(conn, data, raw, flags)
         if addr is None:
@@ -308,8 +309,8 @@ class UringProactor:
 
     def _sendmsg(self, conn, data: bytes, raw: bytes, flags: int):
         name = ctypes.create_string_buffer(raw, len(raw)) if raw else None
-        addr, n, _keeper = _ops.buffer_address(data, False)
-        msg, iov = _ops.msghdr(addr, n, ctypes.addressof(name) if name else 0, len(raw))
+        addr, n, _keeper = buffer_span(data, False, 0, None)
+        msg, iov = addresses.msghdr(addr, n, ctypes.addressof(name) if name else 0, len(raw))
 
         def finish(res):
             if res < 0:
@@ -317,7 +318,7 @@ class UringProactor:
             return res
 
         ud, fut = self._register(conn, (data, name, msg, iov), finish)
-        _ops.prep_msg(self._ring, _ops.IORING_OP_SENDMSG, conn.fileno(), msg, _MSG_NOSIGNAL | flags, ud)
+        self._ring.prep_sendmsg(conn.fileno(), ctypes.addressof(msg), ud, msg_flags=_MSG_NOSIGNAL | flags)
         return fut
 
     def recvfrom(self, conn, nbytes: int, flags: int = 0):
@@ -339,19 +340,19 @@ class UringProactor:
     def _recvmsg(self, conn, buf, nbytes: int, flags: int, result):
         """RECVMSG into ``buf[:nbytes]`` with the sender's address; the
         kernel writes the address and its length back into our msghdr."""
-        addr, size, keeper = _ops.buffer_address(buf, True)
+        addr, size, keeper = buffer_span(buf, True, 0, None)
         nbytes = size if not nbytes else min(nbytes, size)
-        name = ctypes.create_string_buffer(_ops.SOCKADDR_STORAGE)
-        msg, iov = _ops.msghdr(addr, nbytes, ctypes.addressof(name), _ops.SOCKADDR_STORAGE)
+        name = ctypes.create_string_buffer(addresses.SOCKADDR_STORAGE)
+        msg, iov = addresses.msghdr(addr, nbytes, ctypes.addressof(name), addresses.SOCKADDR_STORAGE)
         family = conn.family
 
         def finish(res):
             if res < 0:
                 raise _error(res)
-            return result(res, _ops.parse_sockaddr(name.raw[: msg.namelen], family))
+            return result(res, addresses.parse_sockaddr(name.raw[: msg.namelen], family))
 
         ud, fut = self._register(conn, (keeper, name, msg, iov), finish)
-        _ops.prep_msg(self._ring, _ops.IORING_OP_RECVMSG, conn.fileno(), msg, flags, ud)
+        self._ring.prep_recvmsg(conn.fileno(), ctypes.addressof(msg), ud, msg_flags=flags)
         return fut
 
     def sendfile(self, sock, file, offset: int, count: int):
@@ -390,11 +391,11 @@ class UringProactor:
             try:
                 return attempt()
             except (BlockingIOError, InterruptedError):
-                _ops.prep_poll_add(ring, fd, events, ud)
+                ring.prep_poll_add(fd, events, ud)
                 return _AGAIN
 
         ud, fut = self._register(conn, None, finish)
-        _ops.prep_poll_add(ring, fd, events, ud)
+        ring.prep_poll_add(fd, events, ud)
         return fut
 
     # -- readiness for add_reader / add_writer ------------------------------
@@ -406,12 +407,12 @@ class UringProactor:
         self._check_closed()
         ud = self._new_ud()
         self._cache[ud] = (None, fd, None, callback)
-        _ops.prep_poll_add(self._ring, fd, events, ud)
+        self._ring.prep_poll_add(fd, events, ud)
         return ud
 
     def poll_rearm(self, ud: int, fd: int, events: int, callback) -> None:
         self._cache[ud] = (None, fd, None, callback)
-        _ops.prep_poll_add(self._ring, fd, events, ud)
+        self._ring.prep_poll_add(fd, events, ud)
 
     def poll_cancel(self, ud: int) -> None:
         """Cancel an armed poll; its completion is then dropped."""
@@ -431,15 +432,9 @@ class UringProactor:
         if timeout is None:
             ring.submit_and_wait(1)
         elif timeout <= 0:
-            # A non-blocking turn (callbacks are ready): with TASKRUN_FLAG the
-            # kernel flags completions it has not posted yet, so when nothing
-            # is queued either, the CQ in shared memory is all there is and
-            # the enter (a ctypes call, ~1-2 us) can be skipped.
-            if not (
-                self._taskrun_flag
-                and not (ring._sq_tail - ring._sq32[ring._sq_khead]) & 0xFFFFFFFF
-                and not ring._sq32[ring._sq_kflags] & uring.IORING_SQ_TASKRUN
-            ):
+            # A non-blocking turn (callbacks are ready): skip the enter when
+            # the kernel says it has nothing for us (Ring.needs_enter).
+            if ring.needs_enter():
                 ring.submit_and_wait(0)
         else:
             ring.submit_and_wait(1, timeout)
@@ -521,7 +516,7 @@ def _make_ring(entries: int):
     # fails.  COOP_TASKRUN (5.19): completions are posted when we next enter
     # the kernel, without interrupting us.  TASKRUN_FLAG (5.19): the kernel
     # then says so in the SQ flags, which lets select(0) skip its enter when
-    # nothing is queued and nothing is pending (UringProactor._can_skip_enter).
+    # nothing is queued and nothing is pending (Ring.needs_enter).
     flag_ladder = (
         uring.IORING_SETUP_SUBMIT_ALL | uring.IORING_SETUP_COOP_TASKRUN | uring.IORING_SETUP_TASKRUN_FLAG,
         uring.IORING_SETUP_SUBMIT_ALL,

@@ -31,6 +31,7 @@ connections are active, and the per-operation cost is the Python bytecode (a
 The package, one job per file, in the order they build on each other
 --------------------------------------------------------------------
 ``abi.py``        the kernel's constants, struct layouts and syscall numbers
+``addresses.py``  sockaddr and msghdr structures the kernel reads and fills
 ``buffers.py``    memory handed to the kernel; the provided-buffer ring
 ``fastpaths.py``  the event loop's hand-inlined sends (Ring methods)
 ``features.py``   is io_uring usable here, and which features (Ring methods)

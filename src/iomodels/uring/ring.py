@@ -63,12 +63,20 @@ from .abi import (
     IORING_OP_ACCEPT,
     IORING_OP_ASYNC_CANCEL,
     IORING_OP_CLOSE,
+    IORING_OP_CONNECT,
     IORING_OP_NOP,
+    IORING_OP_POLL_ADD,
+    IORING_OP_READ,
     IORING_OP_RECV,
+    IORING_OP_RECVMSG,
     IORING_OP_SEND,
+    IORING_OP_SENDMSG,
     IORING_OP_SHUTDOWN,
+    IORING_OP_SPLICE,
+    IORING_OP_WRITE,
     IORING_RECV_MULTISHOT,
     IORING_SQ_CQ_OVERFLOW,
+    IORING_SQ_TASKRUN,
     IOSQE_BUFFER_SELECT,
     NR_ENTER,
     SQE,
@@ -83,6 +91,7 @@ from .abi import (
 from .buffers import GRAVEYARD, buffer_span
 
 _pack_sqe = SQE.pack_into
+_U64 = (1 << 64) - 1  # an offset of -1 ("the file position") as the kernel's u64
 
 # Setup flags tried in order; SUBMIT_ALL makes one enter submit every queued
 # SQE even if one of them fails at submission time.
@@ -167,6 +176,7 @@ class Ring:
             raise oserror(last_err, "io_uring_setup")
         self.fd = fd
         self.setup_flags = params.flags
+        self._taskrun_flag = bool(params.flags & abi.IORING_SETUP_TASKRUN_FLAG)
         self.features = params.features
         self.sq_entries = params.sq_entries
         self.cq_entries = params.cq_entries
@@ -373,6 +383,21 @@ class Ring:
         """SQEs queued but not yet consumed by the kernel."""
         return (self._sq_tail - self._sq32[self._sq_khead]) & U32_MASK
 
+    def needs_enter(self) -> bool:
+        """Whether a non-blocking turn must call ``io_uring_enter``.
+
+        With ``IORING_SETUP_TASKRUN_FLAG`` the kernel flags completions it has
+        not posted yet (``IORING_SQ_TASKRUN``); when that flag is clear and no
+        SQE is queued, the CQ in shared memory is all there is, and the enter
+        (a ctypes call, ~1-2 µs) can be skipped.  Without the setup flag the
+        kernel says nothing, so every turn enters.
+        """
+        return (
+            not self._taskrun_flag
+            or (self._sq_tail - self._sq32[self._sq_khead]) & U32_MASK != 0
+            or bool(self._sq32[self._sq_kflags] & IORING_SQ_TASKRUN)
+        )
+
     def prep_nop(self, user_data: int, sqe_flags: int = 0) -> None:
         self._prep(IORING_OP_NOP, -1, user_data, sqe_flags)
 
@@ -480,6 +505,92 @@ class Ring:
         ts = abi.timespec(seconds)
         self._keep_buffer(user_data, ts)
         self._prep(abi.IORING_OP_TIMEOUT, -1, user_data, sqe_flags, ctypes.addressof(ts), 1, flags, off=count)
+
+    # -- operations on memory the caller keeps ------------------------------
+    #
+    # These take addresses, not buffers: the ring keeps nothing for them, and
+    # the caller holds the memory (buffer, sockaddr, msghdr and its iovec)
+    # until the operation's final completion is reaped, as an asyncio
+    # proactor keeps its operations' buffers in its own cache
+    # (iomodels.aio.proactor).  ``buffers.buffer_span`` gives an address and
+    # the object that keeps it.
+
+    def prep_send_at(
+        self, fd: int, addr: int, nbytes: int, user_data: int, *, msg_flags: int = 0, sqe_flags: int = 0
+    ) -> None:
+        """``send(2)`` of ``nbytes`` at ``addr`` (to continue a short send
+        where it stopped, without a new buffer object)."""
+        self._prep(IORING_OP_SEND, fd, user_data, sqe_flags, addr, nbytes, msg_flags)
+
+    def prep_poll_add(self, fd: int, events: int, user_data: int, sqe_flags: int = 0) -> None:
+        """One-shot poll: completes with the ready ``POLL*`` mask (``res``)."""
+        self._prep(IORING_OP_POLL_ADD, fd, user_data, sqe_flags, op_flags=events)
+
+    def prep_read(
+        self, fd: int, addr: int, nbytes: int, user_data: int, *, offset: int = -1, sqe_flags: int = 0
+    ) -> None:
+        """``read(2)`` into ``nbytes`` at ``addr``; ``offset`` -1 means "at
+        and advancing the file position", the only offset a pipe takes
+        besides 0."""
+        self._prep(IORING_OP_READ, fd, user_data, sqe_flags, addr, nbytes, off=offset & _U64)
+
+    def prep_write(
+        self, fd: int, addr: int, nbytes: int, user_data: int, *, offset: int = -1, sqe_flags: int = 0
+    ) -> None:
+        """``write(2)`` of ``nbytes`` at ``addr`` (``offset`` as for
+        :meth:`prep_read`)."""
+        self._prep(IORING_OP_WRITE, fd, user_data, sqe_flags, addr, nbytes, off=offset & _U64)
+
+    def prep_connect(self, fd: int, addr: int, addrlen: int, user_data: int, sqe_flags: int = 0) -> None:
+        """``connect(2)`` to the ``struct sockaddr`` at ``addr``
+        (``addresses.sockaddr`` builds one); liburing puts its length in
+        ``off``."""
+        self._prep(IORING_OP_CONNECT, fd, user_data, sqe_flags, addr, 0, off=addrlen)
+
+    def prep_sendmsg(
+        self, fd: int, msg_addr: int, user_data: int, *, msg_flags: int = 0, sqe_flags: int = 0
+    ) -> None:
+        """``sendmsg(2)`` with the ``struct msghdr`` at ``msg_addr``
+        (``addresses.msghdr``)."""
+        self._prep(IORING_OP_SENDMSG, fd, user_data, sqe_flags, msg_addr, 1, msg_flags)
+
+    def prep_recvmsg(
+        self, fd: int, msg_addr: int, user_data: int, *, msg_flags: int = 0, sqe_flags: int = 0
+    ) -> None:
+        """``recvmsg(2)``: the kernel writes the data, the sender's address
+        and its length into the msghdr's buffers."""
+        self._prep(IORING_OP_RECVMSG, fd, user_data, sqe_flags, msg_addr, 1, msg_flags)
+
+    def prep_splice(
+        self,
+        fd_in: int,
+        off_in: int,
+        fd_out: int,
+        off_out: int,
+        nbytes: int,
+        user_data: int,
+        *,
+        splice_flags: int = 0,
+        sqe_flags: int = 0,
+    ) -> None:
+        """``splice(2)`` of up to ``nbytes`` from ``fd_in`` to ``fd_out``
+        (5.7+); one of them must be a pipe.  An offset of -1 means "the
+        file position" (and is the one a pipe or socket takes).  No user
+        memory at all: the kernel moves pages, which is how a file goes to a
+        socket through the ring (file -> pipe -> socket, two linked
+        splices)."""
+        tail = self._sq_tail
+        if (tail - self._sq_head) & U32_MASK < self.sq_entries:
+            self._sq_tail = (tail + 1) & U32_MASK
+            slot = (tail & self._sq_mask) << SQE_SHIFT
+        else:
+            slot = self._next_sqe_when_full()
+        _pack_sqe(
+            self._sqes, slot,
+            IORING_OP_SPLICE, sqe_flags, 0, fd_out, off_out & _U64, off_in & _U64, nbytes, splice_flags,
+            # user_data, buf_index, personality, splice_fd_in, addr3, pad2
+            user_data, 0, 0, fd_in, 0, 0,
+        )  # fmt: skip
 
     # The event loop's fast paths: the same SQEs written with less Python
     # per request (fastpaths.py says how and why).
