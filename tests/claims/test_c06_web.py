@@ -160,3 +160,12 @@ def test_a_short_real_run(tmp_path, monkeypatch):
 
     matplotlib.use("Agg")
     assert c6.figure(nums, tmp_path / "c6.png") and (tmp_path / "c6.png").stat().st_size > 0
+
+
+@pytest.mark.timeout(10)
+def test_per_count_marks_a_lead_inside_the_noise():
+    assert "10: req/s 1.99x (epoll)" in c6.verdict(numbers()).explanation
+    # one slow repeat at 10 connections: the median leads by 2x, the repeats overlap threads'
+    v = c6.verdict(numbers(epoll={10: ([37000, 75782, 80000], 120, 4200, 11.1)}))
+    assert "10: req/s 1.99x (epoll?)" in v.explanation
+    assert "from 100 connections on" in v.explanation

@@ -251,6 +251,17 @@ class Lead(NamedTuple):
         """ "epoll", "threads", or "-" (neither by CLEARLY, or inside the noise)."""
         return "epoll" if self.epoll_ahead else "threads" if self.threads_ahead else "-"
 
+    @property
+    def mark(self) -> str:
+        """``winner``, but "epoll?" ("threads?") when that model's median is ahead by CLEARLY
+        and its repeats are not clear of the other's: the lead is inside the noise."""
+        if self.winner != "-":
+            return self.winner
+        for side, c in (("epoll", self.epoll), ("threads", self.threads)):
+            if c is not None and (c.a.median > c.b.median) == self.metric.higher_is_better:
+                return f"{side}?"
+        return "-"
+
 
 def lead(metric: Metric, t_row: dict[str, Any], e_row: dict[str, Any]) -> Lead:
     factor = CLEARLY if metric.higher_is_better else 1 / CLEARLY
@@ -336,14 +347,15 @@ def verdict(numbers: dict[str, Any]) -> Verdict:
         return f"{sp_e.median / sp_t.median:.2f}x" if sp_e and sp_t and sp_t.median else "n/a"
 
     per_count = "; ".join(
-        f"{n}: req/s {ratio(n)} ({table[n][RPS.key].winner}), "
-        + ", ".join(f"{m.label} {table[n][m.key].winner}" for m in (P50, P99, CPU))
+        f"{n}: req/s {ratio(n)} ({table[n][RPS.key].mark}), "
+        + ", ".join(f"{m.label} {table[n][m.key].mark}" for m in (P50, P99, CPU))
         for n in table
     )
     few_text = _few_text(few, few_rps, few_p50, table[few][P99.key], table[few][CPU.key])
     story = (
         f"{few_text} epoll's req/s is >= {CLEARLY:g}x threads' {where}. Per connection count, epoll's "
-        f"req/s over threads' and who is ahead ('-': neither by {CLEARLY:g}x in every repeat): {per_count}."
+        f"req/s over threads' and who is ahead by {CLEARLY:g}x in every repeat ('epoll?': by the medians "
+        f"only, inside the noise; '-': neither): {per_count}."
     )
     skipped = numbers.get("skipped") or {}
     if skipped:
