@@ -1,4 +1,5 @@
-"""Verdicts of the load-generator claims (2, 3, 6, 9, 10, 12) and the diagrams, on recorded numbers."""
+"""Verdicts of the load-generator claims (2, 3, 9, 10, 12) and the diagrams, on recorded numbers
+(claim 6, measured with wrk: test_c06_web.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pytest
 from iomodels.claims.base import DOES_NOT_HOLD, HOLDS, NOT_MEASURABLE, PARTLY, UNDECIDED
 from iomodels.claims.c02_thread_resources import verdict as v2
 from iomodels.claims.c03_pool import verdict as v3
-from iomodels.claims.c06_few_connections import verdict as v6
 from iomodels.claims.c09_scan_cost import verdict as v9
 from iomodels.claims.c10_heavy_request import verdict as v10
 from iomodels.claims.c12_async_best import verdict as v12
@@ -109,35 +109,6 @@ def c3(pool_rps, pool_unanswered, pool_p99) -> dict:
 )
 def test_c03(numbers, expected):
     assert v3(numbers).verdict == expected
-
-
-# ---------------------------------------------------------------- 6
-def c6(epoll_few_rps, epoll_many_rps, epoll_many_cpu) -> dict:
-    return {
-        "sizes": [1, 1000],
-        "threads": [row(1, req_per_s=15000), row(1000, req_per_s=42000, srv_us_per_req=19.0)],
-        "epoll": [
-            row(1, req_per_s=epoll_few_rps),
-            row(1000, req_per_s=epoll_many_rps, srv_us_per_req=epoll_many_cpu),
-        ],
-    }
-
-
-@pytest.mark.parametrize(
-    ("numbers", "expected"),
-    [
-        (c6(13600, 129000, 7.2), HOLDS),
-        (c6(13600, 42000, 18.0), PARTLY),
-        (c6(30000, 129000, 7.2), PARTLY),
-        (c6(30000, 42000, 19.0), DOES_NOT_HOLD),
-        # few connections inside the noise of 1.1x threads: "not necessarily faster" holds
-        (c6([16000, 17000, 18000], 129000, 7.2), HOLDS),
-        # many connections: neither req/s nor CPU separates from the thresholds
-        (c6(13600, [40000, 48000, 50000], [15.0, 17.5, 18.0]), UNDECIDED),
-    ],
-)
-def test_c06(numbers, expected):
-    assert v6(numbers).verdict == expected
 
 
 # ---------------------------------------------------------------- 9

@@ -427,8 +427,11 @@ def sweep(
     return rows
 
 
-def merge(repeats: list[dict[str, Any]]) -> dict[str, Any]:
-    """One sweep point's repeats -> the medians of the repeats that ran, and every repeat.
+MERGED_KEYS = (*CELL_KEYS, "p50_us", "p99_us")
+
+
+def merge(repeats: list[dict[str, Any]], keys: tuple[str, ...] = MERGED_KEYS) -> dict[str, Any]:
+    """One sweep point's repeats -> the medians of ``keys`` over the repeats that ran, and every repeat.
 
     ``status`` is "ok" when at least one repeat ran; ``repeats`` keeps each
     one as measured (failures included, with their reason)."""
@@ -439,7 +442,7 @@ def merge(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     if not ok:
         return {**row, "status": first.get("status"), "reason": first.get("reason"), "repeats": kept}
     row["status"] = "ok"
-    for key in (*CELL_KEYS, "p50_us", "p99_us"):
+    for key in keys:
         m = median([r.get(key) for r in ok])
         row[key] = int(m) if m is not None and m.is_integer() else m
     row["repeats"] = kept
