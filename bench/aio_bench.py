@@ -49,11 +49,18 @@ figure); p50 / p99 latency in µs; err = failed requests; xuvloop = the loop's
 median us/req / uvloop's, and in brackets the range of the per-round ratios
 (each round's pair measured minutes apart at most).
 
+Profiles (``--profile TOOL``, bench/profilers.py: pyspy, pyspynative, strace,
+perfsys, perfstat, perfrecord): after the warm-up the tool attaches to the
+server, which idles ``--attach-delay`` s, then the window is measured with it
+attached (its figures are perturbed, and flagged so) and the tool's summary is
+printed under the cell; its output stays in ``--profile-dir``.
+
 Examples:
   .venv/bin/python bench/aio_bench.py                          # everything, 3 rounds of 5 s
   .venv/bin/python bench/aio_bench.py --quick                  # 1 round of 1 s: does it all run?
   .venv/bin/python bench/aio_bench.py --only uvicorn,micro --rounds 5 --json /tmp/aio.json
   .venv/bin/python bench/aio_bench.py --loops uring,uvloop --only protocol,streams
+  .venv/bin/python bench/aio_bench.py --only uvicorn --loops uring,uvloop --rounds 1 --profile pyspy
 """
 
 from __future__ import annotations
@@ -74,6 +81,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))  # measure this tree, installed or not
 from iomodels.harness import ArgParser, ServerProcess, ServerStartError, machine, session_group  # noqa: E402
 from iomodels.harness.machine import summary  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import profilers  # noqa: E402 (bench/profilers.py, as echo_bench.py uses it)
 
 HOST = "127.0.0.1"  # loopback only, on purpose
 WIDTH = 120  # columns of everything printed
@@ -118,7 +128,8 @@ def workload_unavailable(name: str) -> str | None:
 
     if name in HTTP:
         if importlib.util.find_spec(name) is None:
-            return f"{name} is not installed: pip install -e '.[dev]'"
+            extra = "aio-programs" if name == "aiohttp" else "peers"
+            return f"{name} is not installed: pip install -e '.[{extra}]'"
         if name == "uvicorn" and importlib.util.find_spec("httptools") is None:
             return "httptools is not installed: pip install -e '.[http]'"
         if wrk.wrk_path() is None:
@@ -331,7 +342,32 @@ def sys_share(before: tuple[int, int], after: tuple[int, int]) -> float | None:
     return round(100.0 * (ticks - (after[0] - before[0])) / ticks, 1) if ticks > 0 else None
 
 
-def run_echo(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]:
+class Profiled:
+    """``--profile``'s tool attached to the server for one window, or nothing.
+
+    Set ``requests`` inside the block; ``added`` holds the tool's summary after it."""
+
+    def __init__(self, args: argparse.Namespace, name: str, server: ServerProcess) -> None:
+        self.args, self.name, self.server = args, name, server
+        self.tool: profilers.Attached | None = None
+        self.requests = 0
+        self.added: dict[str, Any] = {}
+
+    def __enter__(self) -> Profiled:
+        if self.args.profile:
+            self.tool = profilers.attach(self.args, self.name, self.server.pid)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self.tool is None:
+            return
+        if exc_type is not None:
+            self.tool.kill()
+            return
+        self.added = {"profile": self.tool.detach(self.requests), "perturbed_by": self.args.profile}
+
+
+def run_echo(args: argparse.Namespace, name: str, server: ServerProcess) -> dict[str, Any]:
     from iomodels.loadgen import LoadConfig, LoadGenerator
 
     config = LoadConfig(
@@ -346,11 +382,12 @@ def run_echo(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]:
     with LoadGenerator(config) as gen:
         gen.setup(timeout_s=30.0)
         gen.run(args.warmup, record=False, drain_s=DRAIN_S)
-        cpu0, t0 = server.cpu_seconds(), user_ticks(server)
-        window = gen.run(args.duration, record=True, drain_s=DRAIN_S)
-        cpu1, t1 = server.cpu_seconds(), user_ticks(server)
-    req = window["requests"]
-    return {
+        with Profiled(args, name, server) as profiled:
+            cpu0, t0 = server.cpu_seconds(), user_ticks(server)
+            window = gen.run(args.duration, record=True, drain_s=DRAIN_S)
+            cpu1, t1 = server.cpu_seconds(), user_ticks(server)
+            profiled.requests = req = window["requests"]
+    return profiled.added | {
         "requests": req,
         "req_per_s": window["req_per_s"],
         "us_per_req": 1e6 * (cpu1 - cpu0) / req if req else None,
@@ -361,16 +398,18 @@ def run_echo(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]:
     }
 
 
-def run_http(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]:
+def run_http(args: argparse.Namespace, name: str, server: ServerProcess) -> dict[str, Any]:
     from iomodels.webbench import wrk
 
     url = f"http://{server.host}:{server.port}{PATH}"
     cpus = {args.client_cpu} if args.client_cpu is not None else None
     wrk.run(url, connections=args.connections, duration_s=args.warmup, cpus=cpus)  # warm-up, unmeasured
-    cpu0, t0 = server.cpu_seconds(), user_ticks(server)
-    result = wrk.run(url, connections=args.connections, duration_s=args.duration, cpus=cpus)
-    cpu1, t1 = server.cpu_seconds(), user_ticks(server)
-    return {
+    with Profiled(args, name, server) as profiled:
+        cpu0, t0 = server.cpu_seconds(), user_ticks(server)
+        result = wrk.run(url, connections=args.connections, duration_s=args.duration, cpus=cpus)
+        cpu1, t1 = server.cpu_seconds(), user_ticks(server)
+        profiled.requests = result.requests
+    return profiled.added | {
         "requests": result.requests,
         "req_per_s": result.rps,
         "us_per_req": 1e6 * (cpu1 - cpu0) / result.requests if result.requests else None,
@@ -409,7 +448,8 @@ def run_cell(args: argparse.Namespace, workload: str, loop_name: str, round_no: 
         tempfile.TemporaryDirectory(prefix="aio-bench-") as scratch,
         start_server(args, workload, loop_name, Path(scratch)) as server,
     ):
-        cell.update(run_echo(args, server) if workload in ECHO else run_http(args, server))
+        name = f"{workload}-{loop_name}-r{round_no}"
+        cell.update((run_echo if workload in ECHO else run_http)(args, name, server))
         if not server.alive():
             raise RuntimeError(f"the server died during the window: {server.log_text()[-300:]}")
     return cell
@@ -566,6 +606,12 @@ def build_parser() -> ArgParser:
     )
     ap.add_argument("--client-cpu", type=int, default=1, help="CPU of the load; -1: no pinning (default 1)")
     ap.add_argument("--json", metavar="FILE", help="write the machine, every cell and the medians as JSON")
+    ap.add_argument(
+        "--profile", choices=profilers.TOOLS, help="attach this tool to each server, for its window"
+    )
+    ap.add_argument("--profile-dir", default="/tmp/aio_bench_profiles", help="profiles (default %(default)s)")
+    ap.add_argument("--attach-delay", type=float, default=1.5, help="idle s after attaching (default 1.5)")
+    ap.add_argument("--rate", type=int, default=250, help="py-spy / perf sampling rate, Hz (default 250)")
     ap.add_argument("--serve", nargs=2, metavar=("WORKLOAD", "LOOP"), help=argparse.SUPPRESS)  # a child
     return ap
 
@@ -592,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     args.client_cpu = None if args.client_cpu < 0 else args.client_cpu
     if args.client_cpu is not None:
         os.sched_setaffinity(0, {args.client_cpu})  # this orchestrating process too
+    if args.profile:
+        Path(args.profile_dir).mkdir(parents=True, exist_ok=True)
 
     info = machine()
     print(fit(f"# {summary(info)}"))
@@ -627,9 +675,14 @@ def main(argv: list[str] | None = None) -> int:
                     cell = {"workload": workload, "loop": loop_name, "round": r, "error": short_error(exc)}
                     cell["error_full"] = f"{type(exc).__name__}: {exc}"
                 print(cell_line(cell), flush=True)
+                if "profile" in cell:
+                    for line in profilers.describe(cell["profile"]):
+                        print(fit("  " + line))
                 cells.append(cell)
     med = summarise(cells, runnable, runnable_loops)
-    print(f"\nmedians over {args.rounds} round(s), server CPU µs per request; x = ratio to uvloop")
+    perturbed = f" (PERTURBED by {args.profile})" if args.profile else ""
+    print(f"\nmedians over {args.rounds} round(s){perturbed}; us = server CPU µs per request "
+          "(micro: per callback), x = ratio to uvloop")  # fmt: skip
     for line in median_tables(med) + target_lines(med):
         print(line)
     if args.json:
