@@ -683,9 +683,8 @@ def main(argv: list[str] | None = None) -> int:
     perturbed = f" (PERTURBED by {args.profile})" if args.profile else ""
     print(f"\nmedians over {args.rounds} round(s){perturbed}; us = server CPU µs per request "
           "(micro: per callback), x = ratio to uvloop")  # fmt: skip
-    for line in median_tables(med) + (
-        [] if args.profile else target_lines(med)
-    ):  # no verdict on perturbed figures
+    verdicts = [] if args.profile else target_lines(med)  # none on perturbed figures
+    for line in median_tables(med) + verdicts:
         print(line)
     if args.json:
         with open(args.json, "w") as f:
