@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -327,6 +328,25 @@ def start_server(args: argparse.Namespace, workload: str, loop_name: str, scratc
     ).start()
 
 
+def loop_mismatch(pid: int, loop_name: str) -> str | None:
+    """Why the server ``pid`` is not running on ``loop_name``, from outside, or None.
+
+    A loop factory that fell back, or a policy that was not the one in force,
+    would give another loop's figures under this loop's name: so look.  uvloop's
+    loop is a mapped shared object (and libuv may hold a ring of its own, for
+    file operations); otherwise an io_uring loop holds a ring fd
+    (anon_inode:[io_uring]); asyncio's default loop has neither."""
+    rings = 0
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                rings += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[io_uring]"
+    with open(f"/proc/{pid}/maps") as f:
+        uvloop_mapped = "/uvloop/loop." in f.read()
+    found = "uvloop" if uvloop_mapped else "uring" if rings else "asyncio"
+    return None if found == loop_name else f"asked for loop {loop_name}, the server runs {found}'s"
+
+
 def user_ticks(server: ServerProcess) -> tuple[int, int]:
     """(user, user+system) ticks of the server's session so far."""
     user = total = 0
@@ -424,7 +444,8 @@ def run_micro(args: argparse.Namespace, loop_name: str) -> dict[str, Any]:
     """The micro timing in a fresh process pinned to the server CPU (pinned by
     pinning this thread around the fork, as the harness pins servers)."""
     cmd = child_command("micro", loop_name, "--micro-n", str(args.micro_n))
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
     old_mask = None
     if args.server_cpu is not None:
         old_mask = os.sched_getaffinity(0)
@@ -448,6 +469,8 @@ def run_cell(args: argparse.Namespace, workload: str, loop_name: str, round_no: 
         tempfile.TemporaryDirectory(prefix="aio-bench-") as scratch,
         start_server(args, workload, loop_name, Path(scratch)) as server,
     ):
+        if why := loop_mismatch(server.pid, loop_name):
+            raise RuntimeError(why)
         name = f"{workload}-{loop_name}-r{round_no}"
         cell.update((run_echo if workload in ECHO else run_http)(args, name, server))
         if not server.alive():
