@@ -1,0 +1,244 @@
+"""transport.sendfile(file, offset, count, done=) on our own event loops
+(the readiness models and io_uring), in this process, so that the kernel
+path is asserted, not assumed: os.sendfile is counted on the readiness
+models (patched), and on io_uring os.sendfile is never called while the
+loop's statistics count the splice SQEs.
+
+What the contract (core/protocol.py) promises, checked here: bytes written
+before the call go first and bytes written after it (before ``done``) go
+after the whole file; ``done`` is called once with the count, or with the
+error when the client goes away mid-file; close() right after sendfile()
+sends everything first; offset/count are honoured; a reader that never
+reads holds nothing of the file in the server (the idle timeout ends it).
+The HTTP/WSGI use of it, on every model, is tests/http/test_sendfile.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+
+import pytest
+
+from iomodels import models
+from iomodels.core.protocol import Protocol
+
+from helpers import recv_exactly, serve_in_this_thread
+
+pytestmark = pytest.mark.timeout(60)
+
+# Not sigio: its realtime signals would reach this process's client thread,
+# which does not block them (serve_in_this_thread); tests/http/test_sendfile.py
+# covers sigio over a server process.
+LOOP_MODELS = ("epoll", "poll", "select", "nonblocking", "io_uring")
+SIZE = 3 * 1024 * 1024 + 123  # several socket buffers, not a multiple of anything
+CONTENT = os.urandom(SIZE)
+
+
+def loop_models() -> list:
+    params = []
+    for name in LOOP_MODELS:
+        ok, reason = models.available(name)
+        marks = [] if ok else [pytest.mark.skip(reason=f"{name}: {reason}")]
+        params.append(pytest.param(name, id=name, marks=marks))
+    return params
+
+
+@pytest.fixture
+def payload(tmp_path):
+    path = tmp_path / "payload"
+    path.write_bytes(CONTENT)
+    return path
+
+
+@pytest.fixture
+def counted_sendfile(monkeypatch):
+    """os.sendfile, counted (the readiness loops look it up per transfer)."""
+    calls = []
+    real = os.sendfile
+
+    def sendfile(out_fd, in_fd, offset, count, *args):
+        calls.append(count)
+        return real(out_fd, in_fd, offset, count, *args)
+
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    return calls
+
+
+class Recorder:
+    """What happened to the transfers and connections, for the test to check."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+
+def make_protocol(path, recorder: Recorder, offset: int, count: int | None, *, close_at_once=False):
+    class FileThenTail(Protocol):
+        """On the first bytes: write, sendfile, write (queued behind the
+        file), then close once done (or at once: close must flush it all)."""
+
+        def data_received(self, data: bytes) -> None:
+            # A small send buffer: the file takes many rounds of "socket full,
+            # wait for writability" (and a client that goes away finds it unsent).
+            self.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+            self.file = open(path, "rb")  # noqa: SIM115 - closed in done
+            self.transport.write(b"before|")
+            self.transport.sendfile(self.file, offset, count, done=self.done)
+            self.transport.write(b"|after")
+            if close_at_once:
+                self.transport.close()
+
+        def done(self, future) -> None:
+            try:
+                recorder.events.append(("done", future.result()))
+            except Exception as exc:
+                recorder.events.append(("failed", type(exc).__name__))
+            self.file.close()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(b"|done")
+                self.transport.close()
+
+        def connection_lost(self, exc) -> None:
+            recorder.events.append(("lost", type(exc).__name__ if exc else None))
+            super().connection_lost(exc)
+
+    return FileThenTail
+
+
+def recv_all(sock: socket.socket, timeout: float = 20.0) -> bytes:
+    sock.settimeout(timeout)
+    out = bytearray()
+    while chunk := sock.recv(1 << 20):
+        out += chunk
+    return bytes(out)
+
+
+@pytest.mark.parametrize("model", loop_models())
+@pytest.mark.parametrize(("offset", "count"), [(0, None), (1000, 2_000_001)], ids=["whole", "range"])
+def test_writes_before_and_after_keep_their_order(model, offset, count, payload, counted_sendfile):
+    recorder = Recorder()
+    end = SIZE if count is None else offset + count
+
+    def drive(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"go")
+            got = recv_all(sock)
+        assert got == b"before|" + CONTENT[offset:end] + b"|after|done", len(got)
+
+    protocol = make_protocol(payload, recorder, offset, count)
+    server = serve_in_this_thread(models.server_class(model), drive, protocol)
+    assert recorder.events == [("done", end - offset), ("lost", None)]
+    stats = server.statistics()
+    assert stats["sendfile_bytes"] == end - offset
+    if model == "io_uring":
+        assert not counted_sendfile and stats["sendfile_calls"] >= 2  # splices, no os.sendfile
+    else:
+        assert counted_sendfile and stats["sendfile_calls"] == len(counted_sendfile)
+
+
+@pytest.mark.parametrize("model", loop_models())
+def test_close_right_after_sendfile_sends_everything_first(model, payload, counted_sendfile):
+    recorder = Recorder()
+
+    def drive(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"go")
+            got = recv_all(sock)
+        assert got == b"before|" + CONTENT + b"|after", len(got)
+
+    protocol = make_protocol(payload, recorder, 0, None, close_at_once=True)
+    serve_in_this_thread(models.server_class(model), drive, protocol)
+    assert recorder.events == [("done", SIZE), ("lost", None)]
+
+
+def small_window_client(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # before connect: the window
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(10)
+    return sock
+
+
+@pytest.mark.parametrize("model", loop_models())
+def test_a_client_that_goes_away_mid_file_fails_the_transfer(model, payload, counted_sendfile):
+    recorder = Recorder()
+
+    def drive(port: int) -> None:
+        sock = small_window_client(port)
+        sock.sendall(b"go")
+        recv_exactly(sock, 100_000)  # part of the file, then a reset
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        deadline = time.monotonic() + 10
+        while len(recorder.events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # The server carries on.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as other:
+            other.sendall(b"go")
+            assert recv_all(other) == b"before|" + CONTENT + b"|after|done"
+
+    serve_in_this_thread(models.server_class(model), drive, make_protocol(payload, recorder, 0, None))
+    # done may come after connection_lost: on io_uring it waits for the
+    # cancelled splices, the kernel holds the file until then.
+    failed, lost = sorted(recorder.events[:2])
+    assert failed[0] == "failed" and failed[1] in ("ConnectionResetError", "BrokenPipeError"), recorder.events
+    assert lost[0] == "lost" and lost[1] is not None, recorder.events
+    assert recorder.events[2:] == [("done", SIZE), ("lost", None)]
+
+
+class StuckReader(Protocol):
+    """Send the file to a client that never reads; the idle timeout ends it."""
+
+    path = None
+    recorder = None
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        self.transport.set_idle_timeout(0.5)
+        self.file = open(self.path, "rb")  # noqa: SIM115 - closed in done
+        self.transport.sendfile(self.file, done=self.done)
+
+    def done(self, future) -> None:
+        try:
+            self.recorder.events.append(("done", future.result()))
+        except Exception as exc:
+            self.recorder.events.append(("failed", type(exc).__name__))
+        self.file.close()
+
+    def connection_lost(self, exc) -> None:
+        self.recorder.events.append(("lost", type(exc).__name__ if exc else None))
+        super().connection_lost(exc)
+
+
+@pytest.mark.parametrize("model", loop_models())
+def test_a_reader_that_never_reads_holds_no_file_bytes_and_times_out(model, payload, counted_sendfile):
+    recorder = Recorder()
+    StuckReader.path, StuckReader.recorder = payload, recorder
+    held = []
+
+    def drive(port: int) -> None:
+        sock = small_window_client(port)
+        sock.sendall(b"go")
+        time.sleep(0.2)
+        held.append(server_ref[0]._connections and next(iter(server_ref[0]._connections.values())))
+        deadline = time.monotonic() + 5
+        while len(recorder.events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)  # not reading: the idle timeout must end it
+        sock.close()
+
+    server_ref: list = []
+    cls = models.server_class(model)
+
+    class Remember(cls):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            server_ref.append(self)
+
+    Remember.name = cls.name
+    serve_in_this_thread(Remember, drive, StuckReader)
+    conn = held[0]
+    assert conn, "the connection was gone before the check"
+    assert conn.get_write_buffer_size() == 0  # the file is the kernel's: nothing buffered here
+    assert sorted(recorder.events) == [("failed", "TimeoutError"), ("lost", "TimeoutError")], recorder.events
