@@ -15,6 +15,7 @@ The HTTP/WSGI use of it, on every model, is tests/http/test_sendfile.py.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -242,3 +243,23 @@ def test_a_reader_that_never_reads_holds_no_file_bytes_and_times_out(model, payl
     assert conn, "the connection was gone before the check"
     assert conn.get_write_buffer_size() == 0  # the file is the kernel's: nothing buffered here
     assert sorted(recorder.events) == [("failed", "TimeoutError"), ("lost", "TimeoutError")], recorder.events
+
+
+@pytest.mark.skipif(not models.available("io_uring")[0], reason="io_uring unavailable")
+def test_io_uring_out_of_descriptors_for_the_pipe_fails_only_the_transfer(payload, monkeypatch):
+    """The transfer's pipe cannot be made (EMFILE): done gets the error, the
+    output written after the file still goes, the server carries on."""
+    recorder = Recorder()
+
+    def no_pipe(flags: int = 0):
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(os, "pipe2", no_pipe)
+
+    def drive(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"go")
+            assert recv_all(sock) == b"before||after|done"
+
+    serve_in_this_thread(models.server_class("io_uring"), drive, make_protocol(payload, recorder, 0, None))
+    assert recorder.events == [("failed", "OSError"), ("lost", None)]

@@ -64,7 +64,6 @@ class _Transport:
         "abort",
         "get_extra_info",
         "get_write_buffer_size",
-        "is_closing",
         "pause_reading",
         "resume_reading",
         "set_write_buffer_limits",
@@ -80,7 +79,6 @@ class _Transport:
         self._tracked = tracked
         self.write = transport.write
         self.abort = transport.abort
-        self.is_closing = transport.is_closing
         self.pause_reading = transport.pause_reading
         self.resume_reading = transport.resume_reading
         self.get_extra_info = transport.get_extra_info
@@ -169,6 +167,9 @@ class _Transport:
                 self._transport.abort()
         if tracked.close_after_file:
             self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._tracked.close_after_file or self._transport.is_closing()
 
     def close(self) -> None:
         """Flush, then close: after the file, if one is going out."""

@@ -297,7 +297,16 @@ class Connection(LoopConnection, LoopWorkerMixin):
         if not transfer.left:
             self._file_step()
             return
-        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            r, w = os.pipe2(os.O_CLOEXEC)
+        except OSError as exc:  # EMFILE/ENFILE: done hears of it; what follows the file goes on
+            self._file = None
+            transfer.complete(self, exc)
+            if self._buffer:
+                self._send_buffer()
+            elif self._closing:
+                self._finish(None)
+            return
         transfer.pipe = (r, w)
         try:
             fcntl.fcntl(w, _F_SETPIPE_SZ, min(SENDFILE_PIPE_SIZE, max(transfer.left, 4096)))

@@ -325,18 +325,22 @@ class WsgiHandler:
             file, offset, count, head = self._file
             self._file = None
         self._file_sending = True
-        self._deliver(head, True)
-        if self._no_body or not count or self.protocol.transport_closing():
-            self._file_sent(None)
-            return
         try:
-            self.protocol.transport.sendfile(file, offset, count, done=self._file_sent)
-        except (OSError, ValueError) as exc:  # the file went bad since _file_plan
+            self._deliver(head, True)
+            skip = self._no_body or not count or self.protocol.transport_closing()
+            if not skip:
+                self.protocol.transport.sendfile(file, offset, count, done=self._file_sent)
+        except Exception as exc:  # the file went bad since _file_plan (fd closed...)
             self._file_sent(None, exc)
+            return
+        if skip:
+            self._file_sent(None)
 
     def _file_sent(self, future: Any, error: BaseException | None = None) -> None:
         """The transport is done with the file: close the iterable (the file),
         then end the response, or cut it if the file fell short or failed."""
+        if self._app_done:
+            return  # once: a done that raised came back here through _send_file
         sent = 0
         if future is not None:
             try:
