@@ -10,7 +10,10 @@ after the whole file; ``done`` is called once with the count, or with the
 error when the client goes away mid-file; close() right after sendfile()
 sends everything first; offset/count are honoured; a reader that never
 reads holds nothing of the file in the server (the idle timeout ends it).
-The HTTP/WSGI use of it, on every model, is tests/http/test_sendfile.py.
+Over a server process, every model (sigio and the blocking ones included)
+orders before / file / after (models/sendfile_protocols.py); the asyncio-
+shaped models in-process are tests/models/test_sendfile_asyncio.py, and the
+HTTP/WSGI use, on every model, tests/http/test_sendfile.py.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import pytest
 from iomodels import models
 from iomodels.core.protocol import Protocol
 
-from helpers import recv_exactly, serve_in_this_thread
+from helpers import Server, model_params, recv_exactly, serve_in_this_thread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,6 +37,8 @@ pytestmark = pytest.mark.timeout(60)
 # which does not block them (serve_in_this_thread); tests/http/test_sendfile.py
 # covers sigio over a server process.
 LOOP_MODELS = ("epoll", "poll", "select", "nonblocking", "io_uring")
+BLOCKING = ("blocking", "threads", "processes", "threadpool")
+ASYNCIO_SHAPED = ("asyncio", "uvloop", "aio")
 SIZE = 3 * 1024 * 1024 + 123  # several socket buffers, not a multiple of anything
 CONTENT = os.urandom(SIZE)
 
@@ -263,3 +268,20 @@ def test_io_uring_out_of_descriptors_for_the_pipe_fails_only_the_transfer(payloa
 
     serve_in_this_thread(models.server_class("io_uring"), drive, make_protocol(payload, recorder, 0, None))
     assert recorder.events == [("failed", "OSError"), ("lost", None)]
+
+
+@pytest.mark.parametrize("model", model_params())
+def test_every_model_orders_writes_around_the_file(model, payload):
+    """Over a server process, every model (sigio and the blocking ones
+    included): before, the file, what was written after the call, done's."""
+    with Server(model, protocol="models.sendfile_protocols:FileBetweenWrites") as server:
+        with server.connect() as sock:
+            sock.sendall(str(payload).encode() + b"\n")
+            got = recv_all(sock)
+        log = server.stderr()
+    # Blocking: done runs inside the call, so its b"|after" and close come
+    # before the write that follows the call.  asyncio-shaped: no write
+    # until done.  Our loops: queued behind the file.
+    during = b"|during" if model not in BLOCKING + ASYNCIO_SHAPED else b""
+    assert got == b"before|" + CONTENT + during + b"|after", (len(got), log[-2000:])
+    assert f"sendfile-test done: {SIZE}" in log, log[-2000:]

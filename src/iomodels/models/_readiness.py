@@ -305,6 +305,8 @@ class Connection(LoopConnection, LoopWorkerMixin):
         transfer.complete(self, None)
         if self._buffer:
             self._update_interest()  # what was written behind the file: _write_ready sends it
+            if self._loop._edge_triggered:  # writable all along: no new edge will report it
+                self._loop._poller.maybe_more(self._fd, WRITE)
         elif self._closing:
             self._finish(None)
         else:
