@@ -29,7 +29,8 @@ Bodies stream both ways with bounded memory:
   write, with a Content-Length computed here when the app gave none.
 - a file: ``wsgi.file_wrapper`` over a real file goes out through the kernel
   in every mode (transport.sendfile: os.sendfile, splices on io_uring), after
-  the head, with a Content-Length; the file never enters the process.  The
+  the head, with a Content-Length; the file never enters the process (but
+  on uvloop, which has no sendfile: read + write there).  The
   app's thread hands it over; the transport's ``done`` closes the iterable.
 
 The iterable's close() is always called, on the thread that iterated it (a
