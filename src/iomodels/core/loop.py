@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from iomodels.core.protocol import completed, file_span
 from iomodels.core.server import ACCEPT_RETRY_DELAY_S, BaseServer, StopSignals, release_listener
 
 log = logging.getLogger("iomodels")
@@ -93,6 +94,56 @@ class CallbackQueue:
             heapq.heappop(timers)
             callback()
         return None
+
+
+class FileTransfer:
+    """One transport.sendfile() on our own loops (readiness, io_uring): where
+    it is, and how it ends.  ``ahead``: bytes of the transport's buffer that
+    were written before the call and go first; what is written later goes
+    behind the file."""
+
+    __slots__ = ("fd", "offset", "left", "sent", "done", "ahead", "calls", "started", "pipe", "in_flight",
+                 "in_pipe", "error", "eof", "chunk")  # fmt: skip
+
+    def __init__(self, file: Any, offset: int, count: int | None, done: Callable[[Any], Any] | None) -> None:
+        self.fd, self.left = file_span(file, offset, count)
+        self.offset = offset
+        self.sent = 0
+        self.done = done
+        self.ahead = 0
+        self.calls = 0  # os.sendfile() calls, or splice SQEs
+        # io_uring only: the pipe the splices go through, and what is in it or in the kernel.
+        self.started = False
+        self.pipe: tuple[int, int] | None = None
+        self.in_flight = 0  # SQEs whose CQE is still due
+        self.in_pipe = 0  # bytes spliced into the pipe, not yet out of it
+        self.error: BaseException | None = None
+        self.eof = False  # the file ended before count
+        self.chunk = 0
+
+    def complete(self, conn: Any, exc: BaseException | None) -> None:
+        """Queue ``done`` (call_soon: never inside the caller's own call)."""
+        if self.pipe is not None:
+            for fd in self.pipe:
+                os.close(fd)
+            self.pipe = None
+        stats = conn._loop._stats
+        stats["sendfile_bytes"] = stats.get("sendfile_bytes", 0) + self.sent
+        stats["sendfile_calls"] = stats.get("sendfile_calls", 0) + self.calls
+        log.debug("sendfile to %s: %d bytes by %s in %d calls%s", conn._peername, self.sent, conn.sendfile_by,
+                  self.calls, f" ({exc!r})" if exc is not None else "")  # fmt: skip
+        if self.done is not None:
+            conn._loop._ready.append((self._call_done, (conn, completed(self.sent, exc))))
+
+    def _call_done(self, item: tuple[Any, Any]) -> None:
+        conn, future = item
+        try:
+            self.done(future)
+        except Exception as exc:
+            if conn._closed:
+                log.error("sendfile done callback raised", exc_info=exc)
+            else:
+                conn._protocol_error(exc, "sendfile done")
 
 
 class LoopConnection:

@@ -21,10 +21,44 @@ A callback that raises closes its own connection (traceback logged); nothing els
 Expensive work goes through ``transport.run_in_worker(func, *args, done=cb)``:
 ``func`` runs on a worker thread, ``cb(future)`` back on the connection's
 loop thread (see core/offload.py).
+
+A file goes out through the kernel with ``transport.sendfile(file, offset,
+count, done=cb)``: os.sendfile on the readiness loops and the blocking
+models, splices through the ring on io_uring, the loop's own sendfile on
+asyncio and aio (uvloop has none: read + write there).  Its bytes do not
+enter the process (but on uvloop).  The contract, on every model:
+
+- Order: the file goes out after every byte written before the call.  Bytes
+  written after the call, before ``done``, go out after the whole file on
+  our own loops and the blocking models; on asyncio/uvloop/aio write again
+  only after ``done`` (asyncio refuses a write during its sendfile).  The
+  HTTP protocol never writes meanwhile: for it, one rule everywhere.
+- ``done(future)`` is called exactly once, on the connection's thread:
+  before sendfile() returns on the blocking models, never inside the call on
+  the event loops.  ``future.result()`` is the count sent (less than
+  ``count`` if the file was shorter), or raises: the error that ended the
+  connection (the client went away: a socket error ends the connection as
+  a failed write() does; the idle timeout's TimeoutError), or
+  ConnectionAbortedError after close()/abort() stopped it.  It comes even
+  when the connection closes first: before connection_lost on the readiness
+  loops, possibly after it on io_uring and asyncio (the kernel holds the
+  file until the cancelled operations are in).
+- The file: ``file.fileno()`` (or an fd) at an explicit offset: its position
+  is not used (asyncio's loop.sendfile leaves it after what was sent).  Keep
+  it open until ``done``; close it then (the kernel may read it until then).
+- close() flushes the file and what was written after it, then closes;
+  abort() stops the transfer.
+- Nothing of the file is buffered in memory: the kernel takes it as the
+  socket drains (the socket's own flow control), and each piece that goes
+  counts as progress for the idle timeout (asyncio: each 1 MiB piece).
+  One transfer at a time per transport (another call before ``done``
+  raises RuntimeError).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 from typing import Any
 from typing import Protocol as _TypingProtocol
 
@@ -48,6 +82,12 @@ class Transport(_TypingProtocol):
     def get_extra_info(self, name: str, default: Any = None) -> Any: ...
     def get_write_buffer_size(self) -> int: ...
     def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None: ...
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None, *, done: Any = None) -> None:
+        """Send ``count`` bytes of ``file`` from ``offset`` (None: to its end)
+        through the kernel, after what was written before; ``done(future)``
+        when the transport is done with the file (see the module docstring)."""
+        ...
+
     def set_idle_timeout(self, seconds: float | None) -> None:
         """Close the connection after ``seconds`` without progress, counted from
         this call: no byte arrives from the peer and none of the pending output
@@ -59,6 +99,35 @@ class Transport(_TypingProtocol):
         (plus 1 s at most for timeouts over 4 s); the blocking models use the
         kernel's SO_RCVTIMEO / SO_SNDTIMEO, exact per recv()/send()."""
         ...
+
+
+def file_span(file: Any, offset: int, count: int | None) -> tuple[int, int]:
+    """sendfile()'s arguments -> (fd, count); ``count`` None: to the end of
+    the file (fstat).  Raises ValueError for a negative offset or count, and
+    what fileno()/fstat raise for something that is not a file."""
+    fd = file if isinstance(file, int) else file.fileno()
+    if offset < 0:
+        raise ValueError(f"sendfile offset must be >= 0, not {offset!r}")
+    if count is None:
+        count = max(0, os.fstat(fd).st_size - offset)
+    elif count < 0:
+        raise ValueError(f"sendfile count must be >= 0, not {count!r}")
+    return fd, count
+
+
+def file_aborted() -> ConnectionAbortedError:
+    """What ``done`` gets when the connection closed before the file went out."""
+    return ConnectionAbortedError("the connection closed before the file was sent")
+
+
+def completed(sent: int, exc: BaseException | None = None) -> concurrent.futures.Future:
+    """The future sendfile() hands to ``done``: ``sent`` bytes, or ``exc``."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    if exc is None:
+        future.set_result(sent)
+    else:
+        future.set_exception(exc)
+    return future
 
 
 class Protocol:

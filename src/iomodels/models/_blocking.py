@@ -26,6 +26,7 @@ completely and sendall() fails with EPIPE.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import struct
@@ -34,6 +35,7 @@ import time
 from typing import Any
 
 from iomodels.core.offload import run_inline
+from iomodels.core.protocol import completed, file_span
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_RETRY_DELAY_S,
@@ -53,6 +55,9 @@ PAUSE_CHECK_S = 0.05  # how often a worker paused by its protocol looks again
 # SO_RCVTIMEO, which Linux applies to accept(), wakes a blocked accept() this
 # often to look at the stop flags; accept() itself stays one blocking call.
 SHARED_ACCEPT_WAKE_S = 0.2
+# sendfile(): bytes per os.sendfile() call.  A blocking call returns when all
+# of it is queued, so this bounds only how long one call waits on a slow peer.
+SENDFILE_CALL = 8 * 1024 * 1024
 
 
 class BlockingTransport:
@@ -61,7 +66,8 @@ class BlockingTransport:
     Call its methods from the worker's own thread (the protocol's callbacks run there).
     """
 
-    __slots__ = ("_sock", "_sendall", "_peername", "_closing", "_paused", "_default_idle_s", "error")
+    __slots__ = ("_sock", "_sendall", "_peername", "_closing", "_paused", "_default_idle_s", "error",
+                 "sendfile_calls")  # fmt: skip
 
     def __init__(self, sock: socket.socket, peername: Any, default_idle_s: float = 0.0) -> None:
         self._sock = sock
@@ -71,6 +77,7 @@ class BlockingTransport:
         self._closing = False
         self._paused = False
         self.error: BaseException | None = None  # why the connection ended, if not cleanly
+        self.sendfile_calls = 0  # os.sendfile() calls made (statistics, tests)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing or not data:
@@ -126,6 +133,39 @@ class BlockingTransport:
         elif seconds < 0:
             raise ValueError(f"idle timeout must be >= 0 seconds, not {seconds!r}")
         set_socket_timeouts(self._sock, seconds)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None, *, done: Any = None) -> None:
+        """os.sendfile() on the blocking socket until the file is out (what
+        write() is to sendall()): returns when the kernel has taken it all,
+        having called ``done`` (core/protocol.py: the contract).  A peer that
+        does not read blocks this thread; SO_SNDTIMEO (the idle timeout)
+        bounds each call, as for write()."""
+        fd, left = file_span(file, offset, count)
+        sent = calls = 0
+        error: BaseException | None = None
+        if self._closing:
+            error = ConnectionAbortedError("sendfile: the transport is closing")
+        while left and error is None:
+            try:
+                n = os.sendfile(self._sock.fileno(), fd, offset + sent, min(left, SENDFILE_CALL))
+            except BlockingIOError:  # SO_SNDTIMEO expired: no progress for the idle timeout
+                error = self.error = TimeoutError("no progress while sending a file (idle timeout)")
+                self._closing = True
+                break
+            except OSError as exc:  # reset, broken pipe (this peer only), or the file's own error
+                error = self.error = exc
+                self._closing = True
+                break
+            calls += 1
+            if not n:
+                break  # the file ended early: done gets the short count
+            sent += n
+            left -= n
+        self.sendfile_calls += calls
+        log.debug("sendfile to %s: %d bytes by os.sendfile in %d calls%s", self._peername, sent, calls,
+                  f" ({error!r})" if error is not None else "")  # fmt: skip
+        if done is not None:
+            done(completed(sent, error))
 
     def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None:
         """Inline: this connection's thread is already its own worker (core/offload.py)."""

@@ -33,14 +33,15 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import socket
 import time
 from typing import Any
 
 from iomodels.core.errors import DescriptorTooLarge
-from iomodels.core.loop import LoopConnection, LoopServer
+from iomodels.core.loop import FileTransfer, LoopConnection, LoopServer
 from iomodels.core.offload import LoopWorkerMixin
-from iomodels.core.protocol import HIGH_WATER, LOW_WATER
+from iomodels.core.protocol import HIGH_WATER, LOW_WATER, file_aborted
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_SKIP_ERRNOS,
@@ -56,6 +57,10 @@ ERROR = 8 | 16 | 32  # POLLERR | POLLHUP | POLLNVAL: wakes the reader and the wr
 READ_SIDE = READ | ERROR
 WRITE_SIDE = WRITE | ERROR
 ACCEPT_BATCH = 64  # accept() calls per readiness event of the listener
+# sendfile(): at most this much per writability event (then the loop serves
+# the others, and comes back: level-triggered pollers report the socket
+# again, an edge-triggered one is told to with maybe_more).
+SENDFILE_TURN = 4 * 1024 * 1024
 
 
 class Poller(abc.ABC):
@@ -95,6 +100,8 @@ class Poller(abc.ABC):
 class Connection(LoopConnection, LoopWorkerMixin):
     """A transport over one non-blocking socket, driven by the loop."""
 
+    sendfile_by = "os.sendfile"  # how sendfile() moves the file (its log line says)
+
     __slots__ = (
         "_loop",
         "_sock",
@@ -103,6 +110,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         "_recv",
         "_send",
         "_buffer",
+        "_file",
         "_events",
         "_reading_paused",
         "_protocol_paused",
@@ -122,6 +130,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         self._recv = sock.recv
         self._send = sock.send
         self._buffer = bytearray()  # pending output
+        self._file: FileTransfer | None = None  # a sendfile() in progress
         self._events = 0  # mask registered with the poller
         self._reading_paused = False
         self._protocol_paused = False
@@ -138,7 +147,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         if self._closing or not data:
             return
         buffer = self._buffer
-        if not buffer:
+        if not buffer and self._file is None:
             # Fast path, as asyncio: try the send now; most replies fit at once.
             try:
                 sent = self._send(data)
@@ -160,6 +169,23 @@ class Connection(LoopConnection, LoopWorkerMixin):
                 self._protocol.pause_writing()
             except Exception as exc:
                 self._protocol_error(exc, "pause_writing")
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None, *, done: Any = None) -> None:
+        """os.sendfile() on the non-blocking socket once the output written
+        before is flushed, while the socket takes it; then the loop waits for
+        writability as for any pending output (core/protocol.py: the contract)."""
+        if self._file is not None:
+            raise RuntimeError("sendfile: a transfer is already in progress on this transport")
+        transfer = FileTransfer(file, offset, count, done)
+        if self._closing:
+            transfer.complete(self, ConnectionAbortedError("sendfile: the transport is closing"))
+            return
+        transfer.ahead = len(self._buffer)
+        self._file = transfer
+        if transfer.ahead:
+            self._update_interest()  # (already watching for writability)
+        else:
+            self._send_file()  # as write()'s fast path: the socket may take it all now
 
     def pause_reading(self) -> None:
         if not self._reading_paused:
@@ -209,10 +235,16 @@ class Connection(LoopConnection, LoopWorkerMixin):
 
     def _write_ready(self) -> None:
         buffer = self._buffer
+        transfer = self._file
+        if transfer is not None and not transfer.ahead:
+            self._send_file()
+            return
         if not buffer:
             return  # stale event: the fd may even belong to a new connection by now
         try:
-            sent = self._send(buffer)
+            # With a file waiting, only what was written before it (a copy: a
+            # live memoryview would stop the del below from resizing the buffer).
+            sent = self._send(buffer if transfer is None else buffer[: transfer.ahead])
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -220,6 +252,8 @@ class Connection(LoopConnection, LoopWorkerMixin):
             return
         self.last_active = self._loop.now
         del buffer[:sent]
+        if transfer is not None:
+            transfer.ahead -= sent
         if self._protocol_paused and len(buffer) <= LOW_WATER:
             self._protocol_paused = False
             try:
@@ -227,15 +261,62 @@ class Connection(LoopConnection, LoopWorkerMixin):
             except Exception as exc:
                 self._protocol_error(exc, "resume_writing")
                 return
+        if transfer is not None:
+            if not transfer.ahead and self._file is transfer:
+                self._send_file()
+            return
         if not buffer:
             if self._closing:
                 self._finish(None)
             else:
                 self._update_interest()
 
+    def _send_file(self) -> None:
+        """The file's turn: os.sendfile() while the socket takes it, at most
+        SENDFILE_TURN per call of ours; then wait for writability."""
+        transfer = self._file
+        sendfile = os.sendfile
+        budget = SENDFILE_TURN
+        while transfer.left:
+            transfer.calls += 1
+            try:
+                sent = sendfile(self._fd, transfer.fd, transfer.offset, min(transfer.left, budget))
+            except (BlockingIOError, InterruptedError):
+                break  # the socket is full: wait for writability
+            except OSError as exc:  # reset, broken pipe; or the file's own error (EIO)
+                self._fatal(exc)  # _finish hands the error to done
+                return
+            if not sent:
+                transfer.left = 0  # the file ended early: done gets the short count
+                break
+            transfer.offset += sent
+            transfer.left -= sent
+            transfer.sent += sent
+            self.last_active = self._loop.now
+            budget -= sent
+            if budget <= 0:
+                if self._loop._edge_triggered:  # no new edge while the socket stays writable
+                    self._loop._poller.maybe_more(self._fd, WRITE)
+                break
+        if transfer.left:
+            self._update_interest()
+            return
+        self._file = None
+        transfer.complete(self, None)
+        if self._buffer:
+            self._update_interest()  # what was written behind the file: _write_ready sends it
+            if self._loop._edge_triggered:  # writable all along: no new edge will report it
+                self._loop._poller.maybe_more(self._fd, WRITE)
+        elif self._closing:
+            self._finish(None)
+        else:
+            self._update_interest()
+
     # ---- internals
 
     def _flush_before_close(self) -> bool:
+        if self._file is not None:
+            return True  # _send_file, then _write_ready, finish
         if self._buffer:
             self._update_interest()  # stop reading, keep flushing: _write_ready finishes
             return True
@@ -244,7 +325,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
     def _update_interest(self) -> None:
         if self._closed:
             return
-        want = WRITE if self._buffer else 0
+        want = WRITE if self._buffer or self._file is not None else 0
         if not (self._reading_paused or self._eof or self._closing):
             want |= READ
         if want != self._events:
@@ -256,6 +337,10 @@ class Connection(LoopConnection, LoopWorkerMixin):
             return
         self._closed = True
         loop = self._loop
+        transfer = self._file
+        if transfer is not None:  # done hears of it before connection_lost
+            self._file = None
+            transfer.complete(self, exc or file_aborted())
         if self._events:
             loop._set_interest(self._fd, self._events, 0)
             self._events = 0

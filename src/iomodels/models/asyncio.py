@@ -17,17 +17,27 @@ Facts that shaped this code:
     closes only that transport and logs) and backs off on EMFILE
     (ACCEPT_RETRY_DELAY, 1 s).
   - TCP_NODELAY is asyncio's default for TCP transports (3.6+).
+  - transport.sendfile() (core/protocol.py) is the loop's own
+    ``loop.sendfile(transport, file, offset, n, fallback=False)``, in pieces
+    of SENDFILE_PIECE so that each piece counts as progress for the idle
+    timeout: os.sendfile on asyncio's selector loop, the aio proactor's
+    os.sendfile on ``aio``.  uvloop has no sendfile (its Loop leaves
+    AbstractEventLoop.sendfile raising NotImplementedError): there the file is
+    read with os.pread in HIGH_WATER blocks and written, waiting for
+    resume_writing above the high-water mark: the bytes pass through the
+    process, as asyncio's own fallback does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from typing import Any
 
-from iomodels.core.protocol import HIGH_WATER, LOW_WATER
+from iomodels.core.protocol import HIGH_WATER, LOW_WATER, completed, file_aborted, file_span
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_RETRY_DELAY_S,
@@ -37,6 +47,8 @@ from iomodels.core.server import (
 )
 
 log = logging.getLogger("iomodels")
+
+SENDFILE_PIECE = 1024 * 1024  # bytes per loop.sendfile() call (see the docstring)
 
 
 class _Transport:
@@ -50,16 +62,15 @@ class _Transport:
     __slots__ = (
         "_transport",
         "abort",
-        "close",
         "get_extra_info",
         "get_write_buffer_size",
-        "is_closing",
         "pause_reading",
         "resume_reading",
         "set_write_buffer_limits",
         "write",
         "_server",
         "_tracked",
+        "sendfile_native",
     )
 
     def __init__(self, transport: Any, server: Server, tracked: _Tracked) -> None:
@@ -67,14 +78,13 @@ class _Transport:
         self._server = server
         self._tracked = tracked
         self.write = transport.write
-        self.close = transport.close
         self.abort = transport.abort
-        self.is_closing = transport.is_closing
         self.pause_reading = transport.pause_reading
         self.resume_reading = transport.resume_reading
         self.get_extra_info = transport.get_extra_info
         self.get_write_buffer_size = transport.get_write_buffer_size
         self.set_write_buffer_limits = transport.set_write_buffer_limits
+        self.sendfile_native: bool | None = None  # how the last sendfile() went (None: none yet)
 
     def set_idle_timeout(self, seconds: float | None) -> None:
         """Close (connection_lost gets a TimeoutError) after ``seconds`` without
@@ -90,6 +100,83 @@ class _Transport:
         tracked._seen_buffer = self._transport.get_write_buffer_size()
         if seconds > 0:
             server._watch_idle(seconds)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None, *, done: Any = None) -> None:
+        """The loop's sendfile, in pieces (see the module docstring); ``done``
+        gets the task (core/protocol.py: the contract).  The file's position
+        is left after what was sent (asyncio's loop.sendfile seeks it)."""
+        tracked = self._tracked
+        if tracked.file_task is not None:
+            raise RuntimeError("sendfile: a transfer is already in progress on this transport")
+        if isinstance(file, int):
+            file = open(file, "rb", buffering=0, closefd=False)  # noqa: SIM115 - the caller's fd
+        _fd, count = file_span(file, offset, count)
+        loop = asyncio.get_running_loop()
+        task = tracked.file_task = loop.create_task(self._send_file(loop, file, offset, count))
+        task.add_done_callback(lambda t: self._file_done(done, t))
+
+    async def _send_file(self, loop: Any, file: Any, offset: int, count: int) -> int:
+        transport = self._transport
+        tracked = self._tracked
+        sent = calls = 0
+        native = True
+        try:
+            while sent < count:
+                if transport.is_closing():
+                    raise file_aborted()
+                piece = min(count - sent, SENDFILE_PIECE if native else HIGH_WATER)
+                if native:
+                    try:
+                        got = await loop.sendfile(transport, file, offset + sent, piece, fallback=False)
+                    except (NotImplementedError, asyncio.SendfileNotAvailableError, RuntimeError):
+                        # uvloop (no sendfile), a file os.sendfile cannot take, a
+                        # transport asyncio has no native path for: read + write.
+                        if transport.is_closing():
+                            raise file_aborted() from None
+                        native = False
+                        continue
+                else:
+                    data = os.pread(file.fileno(), piece, offset + sent)
+                    got = len(data)
+                    if got:
+                        transport.write(data)
+                        await tracked.writable()
+                calls += 1
+                sent += got
+                tracked.last_active = time.monotonic()
+                if got < piece:
+                    break  # the file ended early: done gets the short count
+        except asyncio.CancelledError:  # connection_lost cancelled us
+            raise file_aborted() from None
+        finally:
+            self.sendfile_native = native
+            by = "loop.sendfile" if native else "pread+write"
+            peer = transport.get_extra_info("peername")
+            log.debug("sendfile to %s: %d bytes by %s in %d calls", peer, sent, by, calls)
+        return sent
+
+    def _file_done(self, done: Any, task: Any) -> None:
+        tracked = self._tracked
+        tracked.file_task = None
+        if done is not None:
+            exc = task.exception() if not task.cancelled() else file_aborted()
+            try:
+                done(completed(0 if exc is not None else task.result(), exc))
+            except Exception as error:
+                log.error("protocol sendfile done raised; closing the connection", exc_info=error)
+                self._transport.abort()
+        if tracked.close_after_file:
+            self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._tracked.close_after_file or self._transport.is_closing()
+
+    def close(self) -> None:
+        """Flush, then close: after the file, if one is going out."""
+        if self._tracked.file_task is not None:
+            self._tracked.close_after_file = True
+        else:
+            self._transport.close()
 
     def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None:
         """func(*args) on the server's worker pool; done(future) on the loop (core/offload.py)."""
@@ -119,6 +206,9 @@ class _Tracked(asyncio.Protocol):
         "idle_timeout_s",
         "timed_out",
         "_seen_buffer",
+        "file_task",
+        "close_after_file",
+        "_writable",
     )
 
     def __init__(self, server: Server) -> None:
@@ -129,6 +219,26 @@ class _Tracked(asyncio.Protocol):
         self.idle_timeout_s = server.config.idle_timeout_s  # set_idle_timeout(); 0: never
         self.timed_out = False  # the idle sweep aborted it: connection_lost gets a TimeoutError
         self._seen_buffer = 0
+        self.file_task: Any = None  # a sendfile() in progress (_Transport)
+        self.close_after_file = False  # close() waits for it
+        self._writable: Any = None  # a future the read+write sendfile waits on
+
+    async def writable(self) -> None:
+        """Return once the write buffer is back below the low-water mark."""
+        if self.transport.get_write_buffer_size() <= HIGH_WATER:
+            return
+        self._writable = asyncio.get_running_loop().create_future()
+        try:
+            await self._writable
+        finally:
+            self._writable = None
+
+    def close(self) -> None:
+        """The graceful stop: flush (after the file, if one is going out), then close."""
+        if self.file_task is not None:
+            self.close_after_file = True
+        else:
+            self.transport.close()
 
     def connection_made(self, transport: Any) -> None:
         server = self._server
@@ -155,11 +265,19 @@ class _Tracked(asyncio.Protocol):
         self._inner.pause_writing()
 
     def resume_writing(self) -> None:
+        waiter = self._writable
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         self._inner.resume_writing()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._inner is None:
             return
+        if self.file_task is not None:
+            self.file_task.cancel()  # the loop's sendfile would wait on a closed socket
+        waiter = self._writable
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionAbortedError("the connection closed"))
         self._server.connections.discard(self)
         self._server.closed.set()
         self._server._exhausted_logged = False
@@ -273,7 +391,7 @@ class Server(BaseServer):
             # flushes the write buffer first), abort what is left at the deadline.
             server.close()
             for conn in list(self.connections):
-                conn.transport.close()
+                conn.close()
             deadline = self.flush_deadline  # time.monotonic(): loop.time() is uvloop's own clock
             while self.connections and (left := deadline - time.monotonic()) > 0:
                 self.closed.clear()

@@ -98,6 +98,7 @@ Facts that shaped this code (kernel 6.18; see also the uring/ package):
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import logging
 import os
@@ -107,9 +108,9 @@ from collections.abc import Callable
 from typing import Any
 
 from iomodels import uring
-from iomodels.core.loop import LoopConnection, LoopServer
+from iomodels.core.loop import FileTransfer, LoopConnection, LoopServer
 from iomodels.core.offload import LoopWorkerMixin
-from iomodels.core.protocol import HIGH_WATER, LOW_WATER
+from iomodels.core.protocol import HIGH_WATER, LOW_WATER, file_aborted
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_SKIP_ERRNOS,
@@ -127,6 +128,8 @@ K_CANCEL = 2  # any cancel SQE: its CQE is ignored
 UD_ACCEPT = 3  # (0 << 3) | 3: the listener's (multishot) accept
 UD_WAKEUP = 4  # (0 << 3) | 4: recv on the signal wakeup socket
 K_QUICK = 5  # a connection's quick send: a CQE only if it failed or was short
+K_FILL = 6  # sendfile(): a splice from the file into the transfer's pipe
+K_DRAIN = 7  # sendfile(): a splice from the pipe into the socket
 UD_CANCEL = K_CANCEL
 
 RING_ENTRIES = 4096  # SQ slots; the CQ gets twice that.  A fuller SQ auto-submits.
@@ -134,6 +137,12 @@ POOL_BGID = 1  # buffer group id of the recv pool
 POOL_COUNT = 256  # buffers in the pool (a power of two)
 POOL_SIZE = 16 * 1024  # bytes per buffer: one recv completion carries at most this
 DRAIN_TIMEOUT_S = 2.0  # at exit: how long to wait for cancelled operations
+# sendfile(): the transfer's pipe is asked for this size (F_SETPIPE_SZ; Linux
+# caps it at /proc/sys/fs/pipe-max-size, 1 MiB by default, and we take what
+# we get): one fill + drain pair of splices moves at most this much.
+SENDFILE_PIPE_SIZE = 1024 * 1024
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 F_MORE = uring.IORING_CQE_F_MORE
 F_BUFFER = uring.IORING_CQE_F_BUFFER
@@ -162,6 +171,8 @@ class Connection(LoopConnection, LoopWorkerMixin):
     closed connection stays in the loop's table until both are done.
     """
 
+    sendfile_by = "io_uring splice"  # how sendfile() moves the file (its log line says)
+
     __slots__ = (
         "_loop",
         "_sock",
@@ -175,6 +186,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         "_quick_stamp",
         "_protocol",
         "_buffer",
+        "_file",
         "_sending",
         "_send_off",
         "_recv_armed",
@@ -203,6 +215,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         self._quick_stamp = -1  # QuickSends.batch when our last quick send was staged
         self._protocol: Any = None
         self._buffer = bytearray()  # output waiting for the send in flight
+        self._file: FileTransfer | None = None  # a sendfile() in progress
         self._sending: bytes | None = None  # the send in flight (kept alive until its CQE)
         self._send_off = 0  # how much of _sending is already sent
         self._recv_armed = False  # a recv is in the kernel (multishot: until a CQE without F_MORE)
@@ -222,7 +235,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing or not data:
             return
-        if self._sending is None and not self._buffer:
+        if self._sending is None and not self._buffer and self._file is None:
             # Nothing queued: hand the bytes to the kernel (zero-copy for
             # bytes; anything mutable is copied, the caller may reuse it).
             if type(data) is not bytes:
@@ -248,6 +261,127 @@ class Connection(LoopConnection, LoopWorkerMixin):
         else:
             self._buffer += data
         self._check_high_water()
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None, *, done: Any = None) -> None:
+        """Through the ring: splices, file -> a pipe of the transfer's -> socket,
+        once every send before it is done (core/protocol.py: the contract).
+
+        Each step is a linked pair: fill (file -> pipe, up to the pipe's size)
+        then drain (pipe -> socket, the same count).  A short fill fails the
+        link (the drain completes with -ECANCELED), and a short drain leaves
+        bytes in the pipe: either way the next step drains exactly what is in
+        the pipe, unlinked, since a splice from an empty pipe would wait for
+        a writer that never comes.  The next step is decided only once both
+        CQEs of a step are in.  The drain waits in the kernel for socket room
+        (the kernel's flow control: nothing is buffered here); a cancel (abort,
+        idle timeout) interrupts it, and the pipe and ``done`` wait for the
+        last CQE, as a closed connection's fd does."""
+        if self._file is not None:
+            raise RuntimeError("sendfile: a transfer is already in progress on this transport")
+        transfer = FileTransfer(file, offset, count, done)
+        if self._closing:
+            transfer.complete(self, ConnectionAbortedError("sendfile: the transport is closing"))
+            return
+        transfer.ahead = len(self._buffer)
+        self._file = transfer
+        if self._sending is not None or transfer.ahead:
+            return  # _send_done starts it once what was written before is sent
+        if self._quick_pending():
+            self._quick.wait_for_settle(self)  # _settle starts it
+            return
+        self._start_file()
+
+    def _start_file(self) -> None:
+        transfer = self._file
+        transfer.started = True
+        if not transfer.left:
+            self._file_step()
+            return
+        try:
+            r, w = os.pipe2(os.O_CLOEXEC)
+        except OSError as exc:  # EMFILE/ENFILE: done hears of it; what follows the file goes on
+            self._file = None
+            transfer.complete(self, exc)
+            if self._buffer:
+                self._send_buffer()
+            elif self._closing:
+                self._finish(None)
+            return
+        transfer.pipe = (r, w)
+        try:
+            fcntl.fcntl(w, _F_SETPIPE_SZ, min(SENDFILE_PIPE_SIZE, max(transfer.left, 4096)))
+        except OSError:  # over pipe-max-size or the user's pipe quota: the default size will do
+            pass
+        transfer.chunk = fcntl.fcntl(w, _F_GETPIPE_SZ)
+        self._fill()
+
+    def _fill(self) -> None:
+        transfer = self._file
+        n = min(transfer.left, transfer.chunk)
+        prep = self._loop._ring.prep_splice
+        ud = self._id << KIND_BITS
+        r, w = transfer.pipe
+        prep(transfer.fd, transfer.offset, w, -1, n, ud | K_FILL, sqe_flags=uring.IOSQE_IO_LINK)
+        prep(r, -1, self._fd, -1, n, ud | K_DRAIN)
+        transfer.in_flight += 2
+        transfer.calls += 2
+
+    def _fill_done(self, res: int, flags: int) -> None:
+        transfer = self._file
+        transfer.in_flight -= 1
+        if res > 0:
+            transfer.offset += res
+            transfer.left -= res
+            transfer.in_pipe += res
+            self.last_active = self._loop.now
+        elif res == 0:
+            transfer.eof = True  # the file ended early
+        elif res != -_ECANCELED and transfer.error is None:
+            transfer.error = _error(res)  # the file's own error (EIO...)
+        if not transfer.in_flight:
+            self._file_step()
+
+    def _drain_done(self, res: int, flags: int) -> None:
+        transfer = self._file
+        transfer.in_flight -= 1
+        if res > 0:
+            transfer.in_pipe -= res
+            transfer.sent += res
+            self.last_active = self._loop.now
+        elif res < 0 and res != -_ECANCELED and -res not in _RETRY and transfer.error is None:
+            transfer.error = _error(res)  # reset, broken pipe: the client went away
+        if not transfer.in_flight:
+            self._file_step()
+
+    def _file_step(self) -> None:
+        """Both CQEs of a step are in: drain what the pipe holds, fill it
+        again, or end the transfer."""
+        transfer = self._file
+        if self._closed:
+            self._file = None
+            transfer.complete(self, transfer.error or file_aborted())
+            self._release_if_done()
+            return
+        if transfer.error is not None:
+            self._fatal(transfer.error)  # _finish hands it to done
+            return
+        if transfer.in_pipe:
+            r, _w = transfer.pipe
+            ud = (self._id << KIND_BITS) | K_DRAIN
+            self._loop._ring.prep_splice(r, -1, self._fd, -1, transfer.in_pipe, ud)
+            transfer.in_flight += 1
+            transfer.calls += 1
+            return
+        if transfer.left and not transfer.eof:
+            self._fill()
+            return
+        self._file = None
+        transfer.complete(self, None)
+        if self._buffer:
+            self._send_buffer()  # what was written behind the file
+            self._check_high_water()
+        elif self._closing:
+            self._finish(None)
 
     def pause_reading(self) -> None:
         # A one-shot recv is simply not re-armed (see _recv_done); a
@@ -367,7 +501,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         if res > 0 and not self._closing:
             # The common case first: all of it went, nothing else to do.
             off = self._send_off + res
-            if off == len(sending) and not self._buffer and not self._protocol_paused:
+            if off == len(sending) and not self._buffer and not self._protocol_paused and self._file is None:
                 self._sending = None
                 self.last_active = self._loop.now
                 return
@@ -388,7 +522,12 @@ class Connection(LoopConnection, LoopWorkerMixin):
             self._send_off = off
             self._loop._prep_send(self._fd, sending, self._ud_send, off)
             return
-        if self._buffer:
+        transfer = self._file
+        if transfer is not None and not transfer.ahead:
+            self._sending = None  # what was written before the file is out: its turn
+            if not transfer.started:
+                self._start_file()
+        elif self._buffer:
             self._send_buffer()
         else:
             self._sending = None
@@ -399,7 +538,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
             except Exception as exc:
                 self._protocol_error(exc, "resume_writing")
                 return
-        if self._sending is None and self._closing:
+        if self._sending is None and self._file is None and self._closing:
             self._finish(None)
 
     def _quick_done(self, res: int, flags: int) -> None:
@@ -432,7 +571,11 @@ class Connection(LoopConnection, LoopWorkerMixin):
             return
         if self._sending is not None:
             return  # an ordinary send is in flight: _send_done takes it from here
-        if self._buffer:
+        transfer = self._file
+        if transfer is not None and not transfer.ahead:
+            if not transfer.started:
+                self._start_file()
+        elif self._buffer:
             self._send_buffer()
         elif self._closing:
             self._finish(None)
@@ -440,8 +583,8 @@ class Connection(LoopConnection, LoopWorkerMixin):
     # ---- internals
 
     def _flush_before_close(self) -> bool:
-        if self._sending is not None:
-            return True  # _send_done finishes once the buffer is empty
+        if self._sending is not None or self._file is not None:
+            return True  # _send_done / _file_step finish once the buffer is empty
         if self._buffer or self._quick_pending():
             self._quick.wait_for_settle(self)  # _settle flushes, then finishes
             return True
@@ -455,8 +598,14 @@ class Connection(LoopConnection, LoopWorkerMixin):
 
     def _send_buffer(self) -> None:
         buffer = self._buffer
-        data = bytes(buffer)
-        buffer.clear()
+        transfer = self._file
+        if transfer is not None:  # only what was written before the file
+            data = bytes(buffer[: transfer.ahead])
+            del buffer[: transfer.ahead]
+            transfer.ahead = 0
+        else:
+            data = bytes(buffer)
+            buffer.clear()
         self._send(data)
 
     def _check_high_water(self) -> None:
@@ -484,6 +633,17 @@ class Connection(LoopConnection, LoopWorkerMixin):
         if self._sending is not None:
             loop._prep_cancel(self._ud_send, UD_CANCEL)
             in_flight = True
+        transfer = self._file
+        if transfer is not None:
+            if transfer.in_flight:  # _file_step completes it once the cancelled splices are in
+                ud = self._id << KIND_BITS
+                loop._prep_cancel(ud | K_FILL, UD_CANCEL)
+                loop._prep_cancel(ud | K_DRAIN, UD_CANCEL)
+                transfer.error = transfer.error or exc
+                in_flight = True
+            else:
+                self._file = None
+                transfer.complete(self, exc or file_aborted())
         if self._quick_pending():
             # Not cancelled: like a write that epoll or asyncio sent at once,
             # or an ordinary send queued before the cancel, a staged reply
@@ -503,6 +663,7 @@ class Connection(LoopConnection, LoopWorkerMixin):
         if (
             not self._recv_armed
             and self._sending is None
+            and self._file is None
             and not self._quick_pending()
             and self._id in self._loop._zombies
         ):
@@ -516,6 +677,8 @@ class Connection(LoopConnection, LoopWorkerMixin):
         handlers.pop(self._ud_recv, None)
         handlers.pop(self._ud_send, None)
         handlers.pop(self._ud_quick, None)
+        handlers.pop((self._id << KIND_BITS) | K_FILL, None)
+        handlers.pop((self._id << KIND_BITS) | K_DRAIN, None)
         loop._readers.pop(self._ud_recv, None)
         self._sending = None
         self._sock.close()
@@ -633,6 +796,8 @@ class Server(LoopServer):
         self._readers[conn._ud_recv] = conn
         self._handlers[conn._ud_send] = conn._send_done
         self._handlers[conn._ud_quick] = conn._quick_done
+        self._handlers[(conn_id << KIND_BITS) | K_FILL] = conn._fill_done
+        self._handlers[(conn_id << KIND_BITS) | K_DRAIN] = conn._drain_done
         if self._quick_sends:
             conn._quick_sqe = self._ring.quick_send_template(conn._fd, conn._ud_quick)
         if self._start_protocol(conn):

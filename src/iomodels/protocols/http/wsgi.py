@@ -27,9 +27,15 @@ Bodies stream both ways with bounded memory:
   unwritten and the transport is not paused (pause_writing/resume_writing): a
   generator of 1 GiB is never buffered.  A list (hello world) goes out in one
   write, with a Content-Length computed here when the app gave none.
+- a file: ``wsgi.file_wrapper`` over a real file goes out through the kernel
+  in every mode (transport.sendfile: os.sendfile, splices on io_uring), after
+  the head, with a Content-Length; the file never enters the process (but
+  on uvloop, which has no sendfile: read + write there).  The
+  app's thread hands it over; the transport's ``done`` closes the iterable.
 
-The iterable's close() is always called, on the thread that iterated it, as
-soon as the response ends, fails, or the client goes away (a worker waiting on
+The iterable's close() is always called, on the thread that iterated it (a
+file sent by the kernel: on the connection's thread, when the transport is
+done with it), as soon as the response ends, fails, or the client goes away (a worker waiting on
 the loop is woken at once by connection_lost).  An app that raises gets a 500
 if no header went out, else the connection is cut (the client sees a
 truncated response); the traceback is logged and the server carries on.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("iomodels")
 
 NO_BODY_STATUSES = frozenset({204, 304})
+_FILE = object()  # a worker's outcome: a real file to send from the loop (WsgiHandler._send_file)
 # Hop-by-hop fields (RFC 9110 7.6.1) are the server's business: an app's are dropped.
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-connection"}
@@ -104,6 +106,8 @@ class WsgiHandler:
     _app_done = False
     _iterator: Any = None
     _result: Any = None
+    _file: tuple | None = None  # a real file to send: (file, offset, count, head), not yet handed over
+    _file_sending = False  # handed to transport.sendfile(); its done closes the iterable
     hold_lazily = True  # see HttpProtocol._process: no pause/resume per request
 
     def __init__(self, wsgi: WsgiApp, protocol: Any, request: Any) -> None:
@@ -194,6 +198,9 @@ class WsgiHandler:
             with self._cond:
                 self.input.error = self.input.error or error
                 self._cond.notify_all()
+                file, self._file = self._file, None  # a worker's file not handed over yet
+            if file is not None:
+                self._close_result()  # nobody will send it (run_in_worker's done will not come)
         else:
             self.input.error = self.input.error or error
             if self.wsgi.mode == "inline" and self._iterator is not None and not self._app_done:
@@ -264,9 +271,11 @@ class WsgiHandler:
         result = self.wsgi.app(self._environ(), self._start_response)
         if type(result) is not list and type(result) is not tuple:
             self._result = result
-            if type(result) is FileWrapper and self.wsgi.mode == "thread" and self._send_file(result):
-                self._iterator = ()
-                return True
+            if type(result) is FileWrapper:
+                plan = self._file_plan(result)
+                if plan is not None:
+                    self._file = plan  # the caller hands it to the transport (_send_file)
+                    return True
             self._iterator = iter(result)
             return False
         # The whole body is here (and a list has no close()): one write, with
@@ -284,34 +293,72 @@ class WsgiHandler:
         self._iterator = ()
         return True
 
-    def _send_file(self, wrapper: FileWrapper) -> bool:
-        """Thread mode: a real file goes out with socket.sendfile() (the
-        kernel copies, os.sendfile) on the connection's own blocking socket;
-        the head first.  False: not a real file, iterate it instead.
-
-        The event-loop models read it in blocks: their transports offer no
-        sendfile(file, offset, count) yet, and what such a call promises
-        (when the file may be closed) is the transport's to define."""
-        sock = self.protocol.transport.get_extra_info("socket")
-        if sock is None or self._head_sent or self._status is None:
-            return False
+    def _file_plan(self, wrapper: FileWrapper) -> tuple | None:
+        """A real file (a regular file with a fileno, nothing sent yet): its
+        (file, offset, count, head), the head framed with a Content-Length;
+        None: iterate it instead (a BytesIO, a pipe, a socket...)."""
+        if self._head_sent or self._status is None:
+            return None
         file = wrapper.filelike
         try:
-            offset = file.tell()
-            count = os.fstat(file.fileno()).st_size - offset
-        except (AttributeError, OSError, ValueError):  # a BytesIO, a pipe...
-            return False
+            info = os.fstat(file.fileno())
+            offset = file.tell()  # where the app left it (it may have seeked)
+        except (AttributeError, OSError, ValueError):
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        count = max(0, info.st_size - offset)
         head = self._head(count)
         if self._length is not None and self._length < count:
             count = self._length  # the app announced less: send that much
-        self._deliver(head, True)
-        if not self._no_body and count > 0 and not self.protocol.transport_closing():
+        return file, offset, count, head
+
+    def _send_file(self) -> None:
+        """On the protocol's thread: the head, then the file through the
+        kernel (transport.sendfile: os.sendfile, or splices on io_uring);
+        _file_sent ends the response when the transport is done with it."""
+        if self._cond is not None:
+            with self._cond:
+                file, offset, count, head = self._file
+                self._file = None
+        else:
+            file, offset, count, head = self._file
+            self._file = None
+        self._file_sending = True
+        try:
+            self._deliver(head, True)
+            skip = self._no_body or not count or self.protocol.transport_closing()
+            if not skip:
+                self.protocol.transport.sendfile(file, offset, count, done=self._file_sent)
+        except Exception as exc:  # the file went bad since _file_plan (fd closed...)
+            self._file_sent(None, exc)
+            return
+        if skip:
+            self._file_sent(None)
+
+    def _file_sent(self, future: Any, error: BaseException | None = None) -> None:
+        """The transport is done with the file: close the iterable (the file),
+        then end the response, or cut it if the file fell short or failed."""
+        if self._app_done:
+            return  # once: a done that raised came back here through _send_file
+        sent = 0
+        if future is not None:
             try:
-                sent = sock.sendfile(file, offset, count)
-            except OSError as exc:  # reset, broken pipe, SO_SNDTIMEO
-                raise ClientDisconnected(f"sendfile: {exc}") from exc
-            self._sent = sent
-        return True
+                sent = future.result()
+            except Exception as exc:  # the client went away, the file failed
+                error = exc
+        self._sent = sent
+        self._app_done = True
+        self._close_result()
+        if self._gone or self.protocol.transport is None:
+            return
+        if error is not None:
+            log.debug("file_wrapper: sendfile failed: %r", error)
+            self.protocol.cut()
+        elif self._no_body or self._length is None or sent >= self._length:
+            self.protocol.finish()
+        else:
+            self.protocol.cut()  # shorter than its Content-Length: the client must see it
 
     def _pull(self) -> bool:
         """Pull the next block; True when the iterable has ended.
@@ -448,6 +495,9 @@ class WsgiHandler:
     def _run_here(self) -> None:
         try:
             if self._call_app():
+                if self._file is not None:
+                    self._send_file()
+                    return
                 self._app_done = True
                 pending = self._pending
                 if len(pending) == 1 and self._sent == self._length:  # one piece, framed whole
@@ -467,6 +517,9 @@ class WsgiHandler:
                     return  # resume_writing() continues
             self._complete()
         except Exception as exc:
+            if self._file_sending:  # the head is out: _file_sent ends it
+                self._error_response(exc)
+                return
             self._app_done = True
             self._close_result()
             self._pending.clear()
@@ -527,10 +580,17 @@ class WsgiHandler:
 
     def _run_worker(self) -> bytes | BaseException | None:
         """On a worker thread; the result goes to _worker_finished on the loop."""
+        handed = False
         try:
             if not self._call_app():
                 while not self._pull():
                     self._flush_to_loop()
+            elif self._file is not None:
+                # The loop sends it (_worker_finished) and its done closes the
+                # iterable, or connection_lost takes it and closes it: whichever
+                # takes self._file, under the lock; not this thread.
+                handed = True
+                return _FILE
             whole = self._finish_output()
             data = self._take_pending()
             return data if whole else ClientDisconnected("short body")
@@ -538,13 +598,20 @@ class WsgiHandler:
             self._pending.clear()
             return exc
         finally:
-            self._app_done = True
-            self._close_result()
+            if not handed:
+                self._app_done = True
+                self._close_result()
 
     def _worker_finished(self, future) -> None:
         """On the loop thread (not called if the connection closed meanwhile)."""
         outcome = future.result()
         if self._gone:
+            return
+        if outcome is _FILE:
+            with self._cond:
+                mine = self._file is not None  # else connection_lost took it (and closed it)
+            if mine:
+                self._send_file()
             return
         if type(outcome) is bytes:
             self._begun = True

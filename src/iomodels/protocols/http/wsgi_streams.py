@@ -20,9 +20,11 @@ class ClientDisconnected(OSError):
 
 
 class FileWrapper:
-    """``wsgi.file_wrapper``: iterates a file in blocks; the server sends a
-    real file with ``transport.sendfile(file, offset, count)`` where the
-    transport offers it (the kernel copies), else block by block."""
+    """``wsgi.file_wrapper``: iterates a file in blocks.  Returned as is over
+    a real file (a regular file with a fileno), it is not iterated: the
+    handler sends the file with ``transport.sendfile`` on every model (the
+    kernel copies, wsgi_handler.WsgiHandler._send_file); anything else is
+    iterated block by block."""
 
     def __init__(self, filelike: Any, block_size: int = 64 * 1024) -> None:
         self.filelike = filelike
