@@ -130,7 +130,10 @@ class WsgiHandler:
                     loop_caller(protocol.transport),
                 )
             self._cond, self._call = sync
-            self.input = InputStream(self._cond, self._wait_for_input, self._input_drained)
+            if request.has_body:
+                self.input = InputStream(self._cond, self._wait_for_input, self._input_drained)
+            else:
+                self.input = EMPTY_INPUT  # and end() has no reader to wake
         elif not request.has_body:
             self.input = EMPTY_INPUT
         else:
@@ -174,6 +177,8 @@ class WsgiHandler:
             if self.wsgi.mode == "inline":
                 self._run_here()
             return
+        if self.input is EMPTY_INPUT:
+            return  # a worker: nothing waits for a body that is not coming
         with cond:
             self.input.eof = True
             cond.notify_all()
