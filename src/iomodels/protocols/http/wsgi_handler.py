@@ -63,6 +63,29 @@ _ENVIRON_KEYS: dict[bytes, str] = {}
 _ENVIRON_KEYS_MAX = 4096
 
 
+# Request target as received -> (PATH_INFO, QUERY_STRING).  A server sees
+# the same few targets again and again (a partition, a search for "%" and two
+# decodes: 0.35 us a request, timeit); bounded as _ENVIRON_KEYS is.
+_TARGETS: dict[bytes, tuple[str, str]] = {}
+_TARGETS_MAX = 4096
+_TARGET_CACHED_MAX = 512
+
+
+def _path_query(target: bytes) -> tuple[str, str]:
+    original = target
+    if target[:1] != b"/":
+        target = _origin_form(target)
+    path, _, query = target.partition(b"?")
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    path_query = (path.decode("latin-1"), query.decode("latin-1"))
+    if len(original) <= _TARGET_CACHED_MAX:  # memory: at most 4096 x 512 bytes of targets
+        if len(_TARGETS) >= _TARGETS_MAX:
+            _TARGETS.clear()
+        _TARGETS[original] = path_query
+    return path_query
+
+
 # The methods' str, without a decode per request.
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
@@ -219,11 +242,9 @@ class WsgiHandler:
         request = self.request
         protocol = self.protocol
         target = request.target
-        if target[:1] != b"/":
-            target = _origin_form(target)
-        path, _, query = target.partition(b"?")
-        if b"%" in path:
-            path = unquote_to_bytes(path)
+        path_query = _TARGETS.get(target)
+        if path_query is None:
+            path_query = _path_query(target)
         # The connection's addresses and the fields: a keep-alive client
         # sends the same fields request after request (wrk, a browser's
         # Accept/User-Agent), so the environ they make is kept per connection
@@ -236,8 +257,7 @@ class WsgiHandler:
         environ = fields[1].copy()
         method = request.method
         environ["REQUEST_METHOD"] = _METHODS.get(method) or method.decode("latin-1")
-        environ["PATH_INFO"] = path.decode("latin-1")
-        environ["QUERY_STRING"] = query.decode("latin-1")
+        environ["PATH_INFO"], environ["QUERY_STRING"] = path_query
         environ["wsgi.input"] = self.input
         if request.http_version == "1.0":
             environ["SERVER_PROTOCOL"] = "HTTP/1.0"
