@@ -196,7 +196,8 @@ class WsgiHandler:
     def end(self) -> None:
         cond = self._cond
         if cond is None:
-            self.input.eof = True
+            if self.input is not EMPTY_INPUT:
+                self.input.eof = True
             if self.wsgi.mode == "inline":
                 self._run_here()
             return
