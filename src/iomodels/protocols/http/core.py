@@ -223,7 +223,8 @@ class HttpConnection:
             else:
                 self._fail(RemoteError(400, str(exc) or type(exc).__name__))
         else:
-            self._check_limits(len(data), now)
+            if self.state is not IDLE:  # between requests (the keep-alive steady state) nothing to check
+                self._check_limits(len(data), now)
 
     def _check_limits(self, fed: int, now: float) -> None:
         state = self.state

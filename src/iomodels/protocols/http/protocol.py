@@ -38,7 +38,6 @@ from iomodels.protocols.http.core import (
     HEAD,
     IDLE,
     LAST_CHUNK,
-    NEED_DATA,
     REASONS,
     HttpConnection,
     Limits,
@@ -148,6 +147,7 @@ class HttpProtocol(Protocol):
         "_input_paused",
         "_wsgi_environ",
         "_wsgi_sync",
+        "_wsgi_fields",
     )
 
     def __init__(self, settings: HttpSettings | None = None) -> None:
@@ -171,6 +171,7 @@ class HttpProtocol(Protocol):
         self._input_paused = False  # a WSGI app has a request body buffered up to its bound
         self._wsgi_environ: dict | None = None  # the connection's addresses, for WSGI environs
         self._wsgi_sync: tuple | None = None  # a WSGI worker's lock and way back to this loop
+        self._wsgi_fields: tuple | None = None  # the last request's fields and their environ (wsgi_handler)
         self._armed: float | None = -1.0
         self._keepalive_s = self.settings.keepalive_timeout_s
         self._arm(self.settings.limits.header_timeout_s)
@@ -242,8 +243,11 @@ class HttpProtocol(Protocol):
 
     def _process(self) -> None:
         core = self._core
+        events = core._events  # core.next_event(), without a call per event
         while not self._closing and not self._held:
-            event = core.next_event()
+            if not events:
+                break  # NEED_DATA
+            event = events.popleft()
             kind = type(event)
             if kind is bytes:
                 self._handler.body(event)
@@ -252,7 +256,9 @@ class HttpProtocol(Protocol):
             elif event is END_OF_MESSAGE:
                 self._request_done = True
                 self._handler.end()
-                if self._response_done:
+                if self._handler is None:
+                    pass  # end() answered and completed the cycle (an inline WSGI app), or the peer went
+                elif self._response_done:
                     self._cycle_complete()
                 elif not self._closing:
                     self._held = True
@@ -261,10 +267,8 @@ class HttpProtocol(Protocol):
                     # request.  It may hold lazily: reading pauses only once
                     # more bytes are here (data_received), still at most one
                     # recv() of later requests.
-                    if not getattr(self._handler, "hold_lazily", False) or core.has_events():
+                    if not getattr(self._handler, "hold_lazily", False) or events:
                         self._update_reading()
-            elif event is NEED_DATA:
-                break
             else:
                 self._remote_error(event)
 

@@ -118,14 +118,15 @@ class WsgiApp:
             "wsgi.file_wrapper": FileWrapper,
             "wsgi.input_terminated": True,  # read() returns b"" at the body's end, chunked too
         }
-        # (status, id(headers)) -> (a copy of headers, status bytes, the encoded
-        # fields, Content-Length or None, Connection: close?).  Most apps answer
-        # from a few constant lists: their fields are encoded once, not per
-        # request (the copy guards against a list changed in place).  Threads
-        # may race here; the worst is encoding twice.
-        self._heads: dict[tuple[str, int], tuple] = {}
+        # (status, id(headers)) -> [a copy of headers, status bytes, the encoded
+        # fields, Content-Length or None, Connection: close?, no body?, the
+        # whole head of the common answer with its Date and length, or None].
+        # Most apps answer from a few constant lists: their fields are encoded
+        # once, not per request (the copy guards against a list changed in
+        # place).  Threads may race here; the worst is encoding twice.
+        self._heads: dict[tuple[str, int], list] = {}
 
-    def encoded_head(self, status: str, headers: list) -> tuple:
+    def encoded_head(self, status: str, headers: list) -> list:
         key = (status, id(headers))
         entry = self._heads.get(key)
         if entry is not None and entry[0] == headers:
@@ -148,7 +149,7 @@ class WsgiApp:
         code = int(status[:3])
         bodiless = code < 200 or code in NO_BODY_STATUSES
         fields_bytes = "".join(fields).encode("latin-1")
-        entry = (list(headers), status.encode("latin-1"), fields_bytes, length, close, bodiless)
+        entry = [list(headers), status.encode("latin-1"), fields_bytes, length, close, bodiless, None]
         if len(self._heads) >= 256:  # apps that build their lists per request: no use keeping them
             self._heads.clear()
         self._heads[key] = entry
@@ -158,4 +159,5 @@ class WsgiApp:
         """A request's head arrived: serve it.  Sets ``protocol._handler``."""
         handler = WsgiHandler(self, protocol, request)
         protocol._handler = handler
-        handler.start()
+        if self.mode != "inline" or request.expect_continue:
+            handler.start()  # inline: nothing to start, end() calls the app
