@@ -192,15 +192,15 @@ class _Transport:
     def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None:
         """func(*args) on the server's worker pool; done(outcome) on the loop
         (core/offload.py; the module docstring says why not run_in_executor)."""
-        server = self._server
+        workers = self._server.workers
         if done is None:
-            server.workers.run(func, args, None)
+            workers.run(func, args, None)
             return
         # The pool's thread hands the Finished to the loop; should the loop be
         # closed by then (the stop), call_soon_threadsafe raises RuntimeError,
         # which the pool swallows: the connection is gone, nobody to tell.
-        call, worker_done = server._loop.call_soon_threadsafe, self._worker_done
-        server.workers.run(func, args, lambda outcome: call(worker_done, done, outcome))
+        call, worker_done = asyncio.get_running_loop().call_soon_threadsafe, self._worker_done
+        workers.run(func, args, lambda outcome: call(worker_done, done, outcome))
 
     def _worker_done(self, done: Any, outcome: Any) -> None:
         if self._transport.is_closing():
