@@ -26,6 +26,17 @@ Facts that shaped this code:
     read with os.pread in HIGH_WATER blocks and written, waiting for
     resume_writing above the high-water mark: the bytes pass through the
     process, as asyncio's own fallback does.
+  - transport.run_in_worker() takes the same path as our own loops
+    (core/offload.py): the job goes on the WorkerPool's SimpleQueue, and the
+    pool's thread hands the outcome (a ``Finished``) back with
+    ``loop.call_soon_threadsafe``, which wakes the loop (asyncio's self-pipe,
+    uvloop's uv_async_send, aio's ring).  ``loop.run_in_executor`` made an
+    asyncio future chained to a concurrent.futures one per call (a
+    Condition, the executor's idle semaphore, two done callbacks and a
+    call_soon_threadsafe that sets the asyncio future, whose own callback
+    then ran ``done`` a loop turn later).  The stop needs nothing of its
+    own: serve.py's ``workers.shutdown(stop_deadline)`` drops what waits
+    and joins what runs, as for the other loops.
 """
 
 from __future__ import annotations
@@ -179,17 +190,23 @@ class _Transport:
             self._transport.close()
 
     def run_in_worker(self, func: Any, *args: Any, done: Any = None) -> None:
-        """func(*args) on the server's worker pool; done(future) on the loop (core/offload.py)."""
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._server.workers.executor, func, *args)
-        if done is not None:
-            future.add_done_callback(lambda f: self._worker_done(done, f))
+        """func(*args) on the server's worker pool; done(outcome) on the loop
+        (core/offload.py; the module docstring says why not run_in_executor)."""
+        workers = self._server.workers
+        if done is None:
+            workers.run(func, args, None)
+            return
+        # The pool's thread hands the Finished to the loop; should the loop be
+        # closed by then (the stop), call_soon_threadsafe raises RuntimeError,
+        # which the pool swallows: the connection is gone, nobody to tell.
+        call, worker_done = asyncio.get_running_loop().call_soon_threadsafe, self._worker_done
+        workers.run(func, args, lambda outcome: call(worker_done, done, outcome))
 
-    def _worker_done(self, done: Any, future: Any) -> None:
+    def _worker_done(self, done: Any, outcome: Any) -> None:
         if self._transport.is_closing():
             return  # the connection went meanwhile: nobody to tell
         try:
-            done(future)
+            done(outcome)
         except Exception as exc:
             log.error("protocol run_in_worker done raised; closing the connection", exc_info=exc)
             self._transport.abort()
