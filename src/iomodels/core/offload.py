@@ -10,18 +10,20 @@ with the result.  Every transport offers
 ``func(*args)`` runs on a thread of the server's worker pool
 (``--offload-workers``, default 4); then ``done(future)`` runs on the
 connection's own loop thread, where the protocol may write; it is not called
-if the connection closed meanwhile.  ``future`` is a concurrent.futures
-or asyncio future, or a ``Finished`` (below): ``future.result()`` returns the
-value or raises.
+if the connection closed meanwhile.  ``future`` is a ``Finished`` (below)
+on every event loop, asyncio's and uvloop's included, and a finished
+concurrent.futures future in the blocking models: ``future.result()``
+returns the value or raises.
 
 In the blocking models the connection already has a thread of its own (or
 is the only one served), so the call runs inline on it and ``done`` follows
 at once: nothing else waits on that thread.
 
-Our own loops' transports (``LoopWorkerMixin``) run the calls on the pool's
-own threads rather than a ``ThreadPoolExecutor``: a ``queue.SimpleQueue`` (in
-C) of jobs, and the outcome handed back as a ``Finished``, which answers
-``result()``, ``exception()``, ``done()`` and ``cancelled()`` as a finished
+The event loops' transports (``LoopWorkerMixin``, and models/asyncio.py for
+asyncio, uvloop and aio) run the calls on the pool's own threads rather than
+a ``ThreadPoolExecutor``: a ``queue.SimpleQueue`` (in C) of jobs, and the
+outcome handed back as a ``Finished``, which answers ``result()``,
+``exception()``, ``done()`` and ``cancelled()`` as a finished
 future does.  The executor's future costs a ``threading.Condition`` per call,
 its idle semaphore two more Python-level lock dances, and its done callback a
 third, and its idle semaphore decides per call whether to wake a thread.
