@@ -2,6 +2,9 @@
 
     python tests/aio/echo_bench.py [--seconds 5] [--conns 100] [--size 1024]
     python tests/aio/echo_bench.py --micro     # call_soon and timer costs
+    python tests/aio/echo_bench.py --loops uring --styles protocol --profile 25
+                                               # where the server's time goes (cProfile)
+    python tests/aio/echo_bench.py --baseline DIR  # adds "uring-base": iomodels from DIR/src
 
 For each loop (``uring`` = iomodels.aio, ``asyncio`` = the default
 selector loop, ``uvloop`` if installed) and each server style (``protocol``:
@@ -30,7 +33,7 @@ STYLES = ("protocol", "streams")
 
 
 def _new_loop(name: str) -> asyncio.AbstractEventLoop:
-    if name == "uring":
+    if name in ("uring", "uring-base"):  # uring-base: the same, imported from --baseline
         from iomodels import aio
 
         return aio.new_event_loop()
@@ -73,7 +76,17 @@ def serve(loop_name: str, style: str) -> None:
         await done
         server.close()
 
-    loop.run_until_complete(main())
+    profile = os.environ.get("ECHO_BENCH_PROFILE")
+    if profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.runcall(loop.run_until_complete, main())
+        stats = pstats.Stats(prof, stream=sys.stderr)
+        stats.sort_stats("tottime").print_stats(int(profile))
+    else:
+        loop.run_until_complete(main())
     loop.close()
 
 
@@ -102,13 +115,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(loop_name: str, style: str, conns: int, size: int, seconds: float) -> tuple[float, float]:
+def measure(
+    loop_name: str, style: str, conns: int, size: int, seconds: float, env: dict | None = None
+) -> tuple[float, float]:
     """(server CPU µs per request, requests per second)."""
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve", loop_name, style],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     try:
         port = int(child.stdout.readline())
@@ -179,6 +195,13 @@ def main(argv=None) -> int:
     ap.add_argument("--loops", default=",".join(LOOPS))
     ap.add_argument("--styles", default=",".join(STYLES))
     ap.add_argument("--micro", action="store_true", help="call_soon and timer costs instead")
+    ap.add_argument("--profile", type=int, metavar="N", help="run the server under cProfile; print its top N")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also measure 'uring-base': iomodels imported from DIR/src (a `git archive` of an older commit)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="measure every cell this many times, interleaved")
     args = ap.parse_args(argv)
     if args.serve:
         serve(*args.serve)
@@ -195,15 +218,29 @@ def main(argv=None) -> int:
                 continue
             print(f"{loop_name:8} {soon:13.2f} {timer:9.2f}", flush=True)
         return 0
-    print(f"{'style':9} {'loop':8} {'server CPU us/req':>18} {'req/s':>9}")
+    loops = args.loops.split(",")
+    if args.baseline and "uring-base" not in loops:
+        loops.insert(0, "uring-base")
+    envs = {}
+    for loop_name in loops:
+        env = dict(os.environ)
+        if loop_name == "uring-base":
+            if not args.baseline:
+                ap.error("uring-base needs --baseline DIR")
+            env["PYTHONPATH"] = os.path.join(os.path.abspath(args.baseline), "src")
+        if args.profile:
+            env["ECHO_BENCH_PROFILE"] = str(args.profile)
+        envs[loop_name] = env
+    print(f"{'style':9} {'loop':10} {'server CPU us/req':>18} {'req/s':>9}")
     for style in args.styles.split(","):
-        for loop_name in args.loops.split(","):
-            try:
-                us, rps = measure(loop_name, style, args.conns, args.size, args.seconds)
-            except (ImportError, ValueError) as exc:
-                print(f"{style:9} {loop_name:8} unavailable: {exc}")
-                continue
-            print(f"{style:9} {loop_name:8} {us:18.1f} {rps:9.0f}", flush=True)
+        for _ in range(args.repeat):
+            for loop_name in loops:
+                try:
+                    us, rps = measure(loop_name, style, args.conns, args.size, args.seconds, envs[loop_name])
+                except (ImportError, ValueError) as exc:
+                    print(f"{style:9} {loop_name:10} unavailable: {exc}")
+                    continue
+                print(f"{style:9} {loop_name:10} {us:18.1f} {rps:9.0f}", flush=True)
     return 0
 
 

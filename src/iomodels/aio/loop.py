@@ -32,6 +32,7 @@ from asyncio import base_events, constants, events, exceptions, proactor_events,
 from select import POLLIN, POLLOUT
 
 from iomodels.aio.proactor import UringProactor
+from iomodels.aio.transport import RingSocketTransport
 from iomodels.core.server import ACCEPT_RESOURCE_ERRNOS, ACCEPT_SKIP_ERRNOS
 
 _unix = unix_events._UnixSelectorEventLoop
@@ -220,6 +221,10 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
         sock.close()
 
     def _make_socket_transport(self, sock, protocol, waiter=None, extra=None, server=None):
+        if self._proactor.stream_reader() is not None:
+            return RingSocketTransport(self, sock, protocol, waiter, extra, server)
+        # No provided-buffer rings (Linux < 5.19): CPython's proactor
+        # transport, a future per operation.
         return _SocketTransport(self, sock, protocol, waiter, extra, server)
 
     def _make_ssl_transport(
@@ -246,7 +251,7 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
-        _SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):

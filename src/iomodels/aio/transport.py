@@ -1,0 +1,505 @@
+"""``RingSocketTransport``: a TCP / Unix stream transport driven by ring completions.
+
+CPython's proactor transports cost a future per read: the recv completes,
+the future's done-callback is scheduled with ``call_soon``, it runs on the
+next turn, makes the next recv future and only then calls the protocol
+(measured: about half of an echo request's server CPU, docs/aio.md).  This
+transport has no future at all on its hot path, as uvloop's handles have
+none over libuv:
+
+* **Reading.** One recv stays armed per connection: a multishot RECV (6.0+)
+  into the loop's provided-buffer pool (``BufferRing``), whose every
+  completion is a plain callback that ``UringProactor.select`` calls from
+  its reap loop (``UringProactor.recv_stream``).  The data is copied out of
+  the pool (one ``bytes`` copy, the one a ``recv()`` makes) and the buffer
+  goes back to the kernel at the next enter; the protocol's
+  ``data_received`` runs right there, or, for a ``BufferedProtocol``, the
+  bytes are copied from the pool into ``get_buffer()``'s buffer.  A
+  completion without ``F_MORE`` ends the request (EOF, an error, ``-ENOBUFS``
+  when the pool ran dry in a turn, a cancel); it is re-armed if reading
+  should go on.  Where multishot is missing the same one-shot recv is
+  re-armed after each completion.
+* **Pausing.** ``pause_reading`` cancels the armed recv; what the kernel had
+  already received comes in completions until the cancel's own, and is
+  kept, in order (``_stash``), with an EOF or an error that follows it.
+  ``resume_reading`` delivers the stash on the next turn and re-arms once
+  it is empty and the old request is over: at most one recv per connection
+  is ever in the kernel, so bytes cannot be reordered.
+* **Writing.** As the selector transports and uvloop do: when nothing is
+  pending, ``write`` sends at once (``send(MSG_DONTWAIT | MSG_NOSIGNAL)``);
+  what does not fit goes to the ring as one SEND of everything queued (one
+  in flight, a short send continued where it stopped), with the write-buffer
+  limits calling ``pause_writing`` / ``resume_writing``.  ``close`` waits for
+  the queued bytes, ``abort`` cancels them; ``write_eof`` shuts down the
+  write side once they are out.
+
+Exceptions from protocol callbacks close that connection only
+(``_fatal_error``), as the selector transports do.  The rest of the
+surface (``get_extra_info``, ``set_protocol``, sendfile's empty waiter,
+``start_tls``) is the selector transport's.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import socket
+import warnings
+from asyncio import base_events, constants, futures, protocols, transports, trsock
+from asyncio.log import logger
+
+from iomodels import uring
+from iomodels.uring.buffers import buffer_span
+
+_F_MORE = uring.IORING_CQE_F_MORE
+_F_BUFFER = uring.IORING_CQE_F_BUFFER
+_BUFFER_SHIFT = uring.IORING_CQE_BUFFER_SHIFT
+_SEND_NOW = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+_MSG_NOSIGNAL = int(socket.MSG_NOSIGNAL)
+_ECANCELED = errno.ECANCELED
+_REARM = frozenset({-errno.ENOBUFS, -errno.EAGAIN, -errno.EINTR, -errno.ECANCELED})
+_SEND_AGAIN = frozenset({-errno.EAGAIN, -errno.EINTR})
+
+
+def _error(res: int) -> OSError:
+    return OSError(-res, os.strerror(-res))
+
+
+class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
+    """A stream socket's transport on the ring (see the module docstring)."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _sock = None  # __del__ may run on a half-built transport
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        super().__init__(extra, loop)
+        self._extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            self._extra["sockname"] = None
+        if "peername" not in self._extra:
+            try:
+                self._extra["peername"] = sock.getpeername()
+            except OSError:
+                self._extra["peername"] = None
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        proactor = loop._proactor
+        self._proactor = proactor
+        self._stream = proactor.stream_reader()  # (arm, cancel, pool memory, pool view, size, recycle)
+        self._protocol_connected = False
+        self._buffered = False
+        self.set_protocol(protocol)
+        self._server = server
+        # Reading.
+        self._recv_ud = 0  # the armed recv's user_data (0: none in the kernel)
+        self._recv_cancelling = False
+        self._paused = False
+        self._read_eof = False  # the peer's EOF came: never re-armed
+        self._stash: list = []  # received while paused: bytes, b"" (EOF) or an OSError
+        # Writing.
+        self._buffer: collections.deque[bytes] = collections.deque()  # not yet handed to the kernel
+        self._buffer_size = 0  # written and not known to be sent (queued + in flight)
+        self._send_ud = 0
+        self._send_data = b""  # the SEND in flight: its bytes, kept until its completion
+        self._send_addr = 0
+        self._send_off = 0
+        self._eof = False  # write_eof() was called
+        self._empty_waiter = None
+        # Life.
+        self._conn_lost = 0
+        self._closing = False
+        self._called_connection_lost = False
+        if server is not None:
+            server._attach()
+        base_events._set_nodelay(sock)
+        loop.call_soon(self._protocol.connection_made, self)
+        loop.call_soon(self._arm_recv)  # only once connection_made() has run
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self) -> str:
+        info = [type(self).__name__]
+        if self._sock is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._sock_fd}")
+        info.append("read=" + ("armed" if self._recv_ud else "idle"))
+        info.append(f"write=<{'sending' if self._send_ud else 'idle'}, bufsize={self._buffer_size}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn=warnings.warn) -> None:
+        if self._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock.close()
+
+    # -- protocol and state ---------------------------------------------------
+
+    def set_protocol(self, protocol) -> None:
+        self._buffered = isinstance(protocol, protocols.BufferedProtocol)
+        self._protocol = protocol
+        self._protocol_connected = True
+
+    def get_protocol(self):
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def is_reading(self) -> bool:
+        return not self._closing and not self._paused
+
+    def pause_reading(self) -> None:
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        self._stop_reading()
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        if self._stash:
+            self._loop.call_soon(self._deliver_stash)
+        else:
+            self._arm_recv()
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    # -- reading ---------------------------------------------------------------
+
+    def _arm_recv(self) -> None:
+        if self._recv_ud or self._paused or self._closing or self._read_eof or self._stash:
+            return
+        self._recv_cancelling = False
+        self._recv_ud = self._stream[0](self._sock_fd, self._on_recv)
+
+    def _stop_reading(self) -> None:
+        if self._recv_ud and not self._recv_cancelling:
+            self._recv_cancelling = True
+            self._stream[1](self._recv_ud)
+
+    def _on_recv(self, res: int, flags: int) -> None:
+        """A completion of the armed recv, from the proactor's reap loop."""
+        if not flags & _F_MORE:
+            self._recv_ud = 0  # the request is over
+        if res > 0:
+            _arm, _cancel, mem, view, size, recycle = self._stream
+            start = (flags >> _BUFFER_SHIFT) * size
+            if self._closing:
+                recycle(flags >> _BUFFER_SHIFT)
+                return  # closing: dropped, as a selector transport stops reading
+            if self._paused or self._stash:
+                self._stash.append(mem[start : start + res])
+                recycle(flags >> _BUFFER_SHIFT)
+            elif self._buffered:
+                # Released on the way out even if a traceback keeps the
+                # frame: a live slice would keep the pool from being unmapped.
+                with view[start : start + res] as chunk:
+                    self._feed_buffered(chunk)
+                recycle(flags >> _BUFFER_SHIFT)
+            else:
+                data = mem[start : start + res]  # an mmap slice: one bytes copy
+                recycle(flags >> _BUFFER_SHIFT)
+                try:
+                    self._protocol.data_received(data)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+                    return
+            if not self._recv_ud:
+                self._arm_recv()
+            return
+        if flags & _F_BUFFER:  # not expected without data; give it back anyway
+            self._stream[5](flags >> _BUFFER_SHIFT)
+        if self._closing:
+            return
+        if res == 0:  # EOF (also ends a multishot recv)
+            # Through the stash and the next turn, not at once: the data
+            # that came before it has been handed over this turn, and the
+            # program gets a turn to look at the connection before it is
+            # closed (CPython's tests read extra info then; the proactor
+            # and selector transports both give that turn).
+            self._read_eof = True
+            self._stash.append(b"")
+            if not self._paused and len(self._stash) == 1:
+                self._loop.call_soon(self._deliver_stash)
+            return
+        if res in _REARM:
+            # A cancel by pause_reading() (re-armed only if resumed since),
+            # or the pool ran dry this turn (refilled at the next enter).
+            if not self._recv_ud:
+                self._arm_recv()
+            return
+        exc = _error(res)
+        if self._paused or self._stash:
+            self._stash.append(exc)
+        else:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+
+    def _feed_buffered(self, data) -> None:
+        """Copy ``data`` into the BufferedProtocol's buffers, as many
+        get_buffer() / buffer_updated() rounds as it takes."""
+        protocol = self._protocol
+        n = len(data)
+        off = 0
+        while off < n:
+            try:
+                buf = protocol.get_buffer(n - off)
+                size = len(buf)
+                if not size:
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+                return
+            k = min(size, n - off)
+            try:
+                with memoryview(buf) as dst:
+                    dst.cast("B")[:k] = data[off : off + k]
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+                return
+            off += k
+            try:
+                protocol.buffer_updated(k)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+                return
+            if self._closing:
+                return
+
+    def _deliver_stash(self) -> None:
+        stash = self._stash
+        while stash and not (self._paused or self._closing):
+            item = stash.pop(0)
+            if type(item) is bytes:
+                if not item:
+                    self._on_eof()
+                elif self._buffered:
+                    self._feed_buffered(item)
+                else:
+                    try:
+                        self._protocol.data_received(item)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+                        return
+            else:
+                self._fatal_error(item, "Fatal read error on socket transport")
+        if not stash:
+            self._arm_recv()
+
+    def _on_eof(self) -> None:
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if not keep_open:
+            self.close()
+
+    # -- writing ---------------------------------------------------------------
+
+    def write(self, data) -> None:
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+            data = bytes(data)  # the caller may reuse its buffer once write() returns
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        if not self._buffer_size:
+            # Idle: send now, as the selector transports and uv_try_write do.
+            try:
+                n = self._sock.send(data, _SEND_NOW)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on socket transport")
+                return
+            if n == len(data):
+                return
+            if n:
+                data = data[n:]
+        self._buffer.append(data)
+        self._buffer_size += len(data)
+        if not self._send_ud:
+            self._start_send()
+        self._maybe_pause_protocol()
+
+    def writelines(self, list_of_data) -> None:
+        self.write(b"".join(list_of_data))
+
+    def _start_send(self) -> None:
+        """Hand everything queued to the kernel as one SEND."""
+        buffer = self._buffer
+        data = buffer.popleft() if len(buffer) == 1 else b"".join(buffer)
+        buffer.clear()
+        addr, _n, _keeper = buffer_span(data, False, 0, None)  # bytes: its own storage
+        self._send_data = data
+        self._send_addr = addr
+        self._send_off = 0
+        self._send_ud = self._proactor.send_stream(self._sock_fd, addr, len(data), self._on_sent)
+
+    def _on_sent(self, res: int, flags: int) -> None:
+        self._send_ud = 0
+        if self._conn_lost:
+            self._send_data = b""  # aborted: the kernel is done with the bytes now
+            return
+        if res in _SEND_AGAIN:
+            res = 0
+        elif res < 0:
+            exc = _error(res)
+            self._send_data = b""
+            self._buffer.clear()
+            self._buffer_size = 0
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            if self._empty_waiter is not None and not self._empty_waiter.done():
+                self._empty_waiter.set_exception(exc)
+            return
+        self._send_off += res
+        self._buffer_size -= res
+        left = len(self._send_data) - self._send_off
+        if left > 0:  # short: continue where it stopped
+            self._send_ud = self._proactor.send_stream(
+                self._sock_fd, self._send_addr + self._send_off, left, self._on_sent
+            )
+            return
+        self._send_data = b""
+        if self._buffer:
+            self._start_send()
+        self._maybe_resume_protocol()  # may write more
+        if not self._buffer_size:
+            if self._empty_waiter is not None and not self._empty_waiter.done():
+                self._empty_waiter.set_result(None)
+            if self._closing:
+                self._call_connection_lost(None)
+            elif self._eof:
+                self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._fatal_error(exc, "Fatal error on socket shutdown")
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._buffer_size:
+            self._shutdown_write()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def _make_empty_waiter(self):
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        self._empty_waiter = self._loop.create_future()
+        if not self._buffer_size:
+            self._empty_waiter.set_result(None)
+        return self._empty_waiter
+
+    def _reset_empty_waiter(self) -> None:
+        self._empty_waiter = None
+
+    # -- closing ---------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._stash.clear()
+        self._stop_reading()
+        if not self._buffer_size:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _fatal_error(self, exc, message="Fatal error on transport") -> None:
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler(
+                {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
+            )
+        self._force_close(exc)
+
+    def _force_close(self, exc) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer_size:
+            self._buffer.clear()
+            self._buffer_size = 0
+            if self._send_ud:
+                self._proactor.cancel_stream(self._send_ud)  # its bytes stay kept until it completes
+        if not self._closing:
+            self._closing = True
+            self._stash.clear()
+            self._stop_reading()
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc) -> None:
+        if self._called_connection_lost:
+            return
+        try:
+            if self._protocol_connected:
+                self._protocol.connection_lost(exc)
+        finally:
+            sock = self._sock
+            # The ring holds a reference to the socket while a recv or send is
+            # in the kernel; shutdown() ends those at once and lets the peer
+            # see the end now, not when their cancels have run.  On Linux it
+            # fails with ENOTCONN when the peer is gone already.
+            if sock.fileno() != -1:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            sock.close()
+            self._sock = None
+            self._protocol = None
+            self._called_connection_lost = True
+            waiter = self._empty_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectionError("Connection is closed by peer"))
+            server = self._server
+            if server is not None:
+                server._detach()
+                self._server = None
