@@ -288,7 +288,13 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
         if self._self_reading_future is None and not self._self_reading_scheduled:
             self._self_reading_scheduled = True
             self.call_soon(self._loop_self_reading)
-        super().run_forever()
+        try:
+            super().run_forever()
+        finally:
+            # Writes staged as quick sends for a turn that will not come:
+            # sent now, as a selector loop's write() would have.
+            if not self.is_closed():
+                self._proactor.unstage_quick()
 
     def close(self) -> None:
         if self.is_running():

@@ -109,6 +109,15 @@ class UringProactor:
         self._stream = None  # stream_reader()'s tuple, made at the first use
         self._pool = None
         self._recycled: list = []  # buffer ids copied out this turn (BufferRing.batch_recycler)
+        # Quick sends (transport.py): user_data -> (SQE template, bytes)
+        # written this turn, queued just before the enter; the transports
+        # that own quick user_data; those to tell when a batch has settled.
+        self._staged: dict = {}
+        self._quick_owners: dict = {}
+        self._waiting: list = []
+        self._batch = 0  # counts enters: a quick send staged now is stamped with it
+        self._settled = 0  # quick sends stamped below this have settled (sent, or failed and handled)
+        self._quick = None  # Ring.prep_quick_sends once checked usable, else False
         self._leftover: list = []  # completions not dispatched when a handler raised SystemExit
         self._next_ud = 1
         self._stopped_serving: weakref.WeakSet = weakref.WeakSet()
@@ -482,6 +491,39 @@ class UringProactor:
             self._stream = (arm, self.cancel_stream, pool.memory, self._pool_view, POOL_SIZE, self._recycle)
         return self._stream or None
 
+    def quick_sender(self, transport):
+        """``(user_data, SQE template)`` for ``transport``'s quick sends,
+        or ``None`` where the ring cannot make them (Ring.supports_quick_send).
+
+        A quick send is staged during a turn (``_staged[user_data] =
+        (template, data)``), written into the SQ just before the turn's enter,
+        and run by the kernel inside that enter; it posts a completion only
+        if it fell short or failed (``_on_quick_failed``).  It has *settled*
+        once the completions of that enter are dispatched: ``stamp <
+        _settled`` (see transport.py for the states a transport sees)."""
+        if self._quick is None:
+            ring = self._ring
+            self._quick = ring.prep_quick_sends if ring.supports_quick_send else False
+        if not self._quick:
+            return None
+        ud = self._new_ud()
+        self._quick_owners[ud] = transport
+        return ud, self._ring.quick_send_template(transport._sock_fd, ud)
+
+    def quick_release(self, ud: int) -> None:
+        self._staged.pop(ud, None)
+        self._quick_owners.pop(ud, None)
+
+    def unstage_quick(self) -> None:
+        """The loop stops: what is staged goes out now, the ordinary way,
+        so that a program reading the peer between runs sees it (a selector
+        transport would have sent it in write())."""
+        while self._staged:
+            ud, _staged = self._staged.popitem()
+            owner = self._quick_owners.get(ud)
+            if owner is not None:
+                owner._send_staged_now()
+
     def send_stream(self, fd: int, addr: int, nbytes: int, callback) -> int:
         """SEND ``nbytes`` at ``addr`` (memory the caller keeps until the
         completion); ``callback(res, flags)`` gets it."""
@@ -508,6 +550,15 @@ class UringProactor:
         ring = self._ring
         if self._recycled:
             self._flush_recycled()  # the buffers copied out last turn go back first
+        staged = self._staged
+        if staged:
+            # This turn's quick sends: into the SQ now, run by this enter.
+            self._staged = {}
+            self._quick(staged.values())  # each transport keeps its bytes until settled
+        if self._waiting:
+            # A transport waits for its quick send to settle, and a quick
+            # send that went out whole posts nothing: do not sleep for one.
+            timeout = 0
         if timeout is None:
             ring.submit_and_wait(1)
         elif timeout <= 0:
@@ -517,6 +568,7 @@ class UringProactor:
                 ring.submit_and_wait(0)
         else:
             ring.submit_and_wait(1, timeout)
+        self._batch += 1  # what was staged before this enter has been submitted by it
         cqes = ring.reap()
         if self._leftover:
             cqes = self._leftover + cqes
@@ -535,11 +587,21 @@ class UringProactor:
                 entry = cache.pop(ud, None)
                 if entry is not None:
                     self._complete(ud, res, entry)
+                    continue
+                owner = self._quick_owners.get(ud)
+                if owner is not None:  # a quick send fell short or failed
+                    owner._on_quick_failed(res)
         except BaseException:
             # SystemExit / KeyboardInterrupt from a protocol: the rest of
             # the batch is dispatched at the next turn, not lost.
             self._leftover = cqes[i + 1 :]
             raise
+        self._settled = self._batch
+        if self._waiting:
+            waiting = self._waiting
+            self._waiting = []
+            for transport in waiting:
+                transport._quick_settled()
         return []
 
     def _complete(self, ud: int, res: int, entry: tuple) -> None:
@@ -621,6 +683,9 @@ class UringProactor:
         ring.close()  # anything still in flight is parked by the ring itself
         self._cache.clear()
         self._handlers.clear()
+        self._staged.clear()
+        self._quick_owners.clear()
+        self._waiting.clear()
 
     def __del__(self) -> None:
         ring = getattr(self, "_ring", None)

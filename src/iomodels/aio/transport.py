@@ -60,6 +60,9 @@ _MSG_NOSIGNAL = int(socket.MSG_NOSIGNAL)
 _ECANCELED = errno.ECANCELED
 _REARM = frozenset({-errno.ENOBUFS, -errno.EAGAIN, -errno.EINTR, -errno.ECANCELED})
 _SEND_AGAIN = frozenset({-errno.EAGAIN, -errno.EINTR})
+# A write up to this size may be a quick send; a bigger one is sent at once
+# (it would not fit a socket buffer in one go anyway).
+_QUICK_MAX = 64 * 1024
 
 
 def _error(res: int) -> OSError:
@@ -108,6 +111,11 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
         self._send_addr = 0
         self._send_off = 0
         self._eof = False  # write_eof() was called
+        self._quick_data = None  # the last quick send's bytes (see _quick_pending)
+        self._quick_stamp = 0
+        self._waiting_settle = False
+        quick = proactor.quick_sender(self) if proactor._quick is not False else None
+        self._quick_ud, self._quick_sqe = quick if quick is not None else (0, None)
         self._empty_waiter = None
         # Life.
         self._conn_lost = 0
@@ -334,21 +342,60 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
-        if not self._buffer_size:
-            # Idle: send now, as the selector transports and uv_try_write do.
-            try:
-                n = self._sock.send(data, _SEND_NOW)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on socket transport")
+        if self._buffer_size:  # queued or in flight already: behind those
+            self._buffer.append(data)
+            self._buffer_size += len(data)
+            if not self._send_ud and not self._quick_pending():
+                self._start_send()
+            self._maybe_pause_protocol()
+            return
+        quick = self._quick_data
+        if quick is not None:
+            proactor = self._proactor
+            stamp = self._quick_stamp
+            if stamp == proactor._batch:
+                # Staged this turn, not in the SQ yet: one send with this.
+                if len(quick) + len(data) <= _QUICK_MAX:
+                    data = quick + data
+                    self._quick_data = data
+                    proactor._staged[self._quick_ud] = (self._quick_sqe, data)
+                    return
+            elif stamp < proactor._settled:
+                quick = self._quick_data = None  # it went out
+            if quick is not None:
+                # Submitted (or staged, and this would make it too big):
+                # these bytes wait for it to settle, then go out in order.
+                self._buffer.append(data)
+                self._buffer_size += len(data)
+                self._wait_settle()
+                self._maybe_pause_protocol()
                 return
-            if n == len(data):
-                return
-            if n:
-                data = data[n:]
+        if self._quick_sqe is not None and len(data) <= _QUICK_MAX and self._loop._thread_id is not None:
+            # Idle, the loop running: staged, and sent inside this turn's
+            # enter, with the other connections' (no system call of its own).
+            proactor = self._proactor
+            self._quick_data = data
+            self._quick_stamp = proactor._batch
+            proactor._staged[self._quick_ud] = (self._quick_sqe, data)
+            return
+        self._send_now(data)
+
+    def _send_now(self, data: bytes) -> None:
+        """Idle: send at once, as the selector transports and uv_try_write
+        do; what does not fit goes to the ring."""
+        try:
+            n = self._sock.send(data, _SEND_NOW)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            return
+        if n == len(data):
+            return
+        if n:
+            data = data[n:]
         self._buffer.append(data)
         self._buffer_size += len(data)
         if not self._send_ud:
@@ -357,6 +404,79 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def writelines(self, list_of_data) -> None:
         self.write(b"".join(list_of_data))
+
+    # Quick sends (UringProactor.quick_sender).  A transport's quick send is
+    # *staged* (``_quick_stamp == proactor._batch``: a second write joins
+    # it), then *submitted* by the turn's enter, then *settled* once that
+    # enter's completions are dispatched (``_quick_stamp <
+    # proactor._settled``): it went out whole (no completion), or fell short
+    # and ``_on_quick_failed`` queued the rest as an ordinary send.  Until it
+    # settles, writes queue behind it and close / write_eof / sendfile wait
+    # (``_wait_settle``: the proactor calls ``_quick_settled`` after the
+    # batch).  ``_quick_data`` keeps the bytes the kernel reads; it is
+    # dropped lazily, at the next write, so that the hot path never needs a
+    # call per settled send.
+
+    def _quick_pending(self) -> bool:
+        return self._quick_data is not None and self._quick_stamp >= self._proactor._settled
+
+    def _wait_settle(self) -> None:
+        if not self._waiting_settle:
+            self._waiting_settle = True
+            self._proactor._waiting.append(self)
+
+    def _quick_settled(self) -> None:
+        self._waiting_settle = False
+        if self._quick_data is not None:
+            if self._quick_stamp >= self._proactor._settled:
+                self._wait_settle()  # staged during the batch: the next one
+                return
+            self._quick_data = None
+        if self._conn_lost:
+            return
+        if self._buffer and not self._send_ud:
+            self._start_send()
+            self._maybe_pause_protocol()
+        elif not self._buffer_size:
+            self._write_drained()
+
+    def _closing_after_write(self) -> bool:
+        # close() with bytes pending counts the connection as lost only
+        # once they are out (as the selector transports do).
+        return self._closing and not self._called_connection_lost and self._conn_lost == 0
+
+    def _on_quick_failed(self, res: int) -> None:
+        """The quick send fell short (``res`` bytes went), or failed."""
+        data = self._quick_data
+        self._quick_data = None
+        if data is None or self._conn_lost:
+            return
+        if res >= 0 or res in _SEND_AGAIN:
+            rest = data[res:] if res > 0 else data
+            self._buffer.appendleft(rest)
+            self._buffer_size += len(rest)
+            if not self._send_ud:
+                self._start_send()
+            self._maybe_pause_protocol()
+            return
+        self._write_failed(_error(res))
+
+    def _send_staged_now(self) -> None:
+        """The loop stops with this transport's quick send staged (already
+        taken out of the proactor's staged table): send it the ordinary way."""
+        data = self._quick_data
+        self._quick_data = None
+        if data is not None and not self._conn_lost:
+            buffered = list(self._buffer)
+            self._buffer.clear()
+            self._buffer_size = 0
+            self._send_now(data)
+            for chunk in buffered:
+                self.write(chunk)
+        if self._closing_after_write() and not self._buffer_size and not self._send_ud:
+            # close() waited for this send: the connection ends at the next turn.
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
 
     def _start_send(self) -> None:
         """Hand everything queued to the kernel as one SEND."""
@@ -377,13 +497,8 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
         if res in _SEND_AGAIN:
             res = 0
         elif res < 0:
-            exc = _error(res)
             self._send_data = b""
-            self._buffer.clear()
-            self._buffer_size = 0
-            self._fatal_error(exc, "Fatal write error on socket transport")
-            if self._empty_waiter is not None and not self._empty_waiter.done():
-                self._empty_waiter.set_exception(exc)
+            self._write_failed(_error(res))
             return
         self._send_off += res
         self._buffer_size -= res
@@ -398,12 +513,36 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
             self._start_send()
         self._maybe_resume_protocol()  # may write more
         if not self._buffer_size:
-            if self._empty_waiter is not None and not self._empty_waiter.done():
-                self._empty_waiter.set_result(None)
-            if self._closing:
-                self._call_connection_lost(None)
-            elif self._eof:
-                self._shutdown_write()
+            self._write_drained()
+
+    def _write_failed(self, exc: OSError) -> None:
+        self._buffer.clear()
+        self._buffer_size = 0
+        self._fatal_error(exc, "Fatal write error on socket transport")
+        if self._empty_waiter is not None and not self._empty_waiter.done():
+            self._empty_waiter.set_exception(exc)
+
+    def _write_drained(self) -> None:
+        """Everything written is out (and no quick send is pending)."""
+        self._maybe_resume_protocol()  # may write more: then that is waited for
+        if self._write_pending():
+            return
+        if self._empty_waiter is not None and not self._empty_waiter.done():
+            self._empty_waiter.set_result(None)
+        if self._closing:
+            self._call_connection_lost(None)
+        elif self._eof:
+            self._shutdown_write()
+
+    def _write_pending(self) -> bool:
+        """Bytes written that are not known to be out; if only a quick
+        send is, ask to hear when it settles."""
+        if self._buffer_size or self._send_ud:
+            return True
+        if self._quick_pending():
+            self._wait_settle()
+            return True
+        return False
 
     def _shutdown_write(self) -> None:
         try:
@@ -415,20 +554,22 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._closing or self._eof:
             return
         self._eof = True
-        if not self._buffer_size:
+        if not self._write_pending():
             self._shutdown_write()
 
     def can_write_eof(self) -> bool:
         return True
 
     def get_write_buffer_size(self) -> int:
+        if self._quick_pending():
+            return self._buffer_size + len(self._quick_data)
         return self._buffer_size
 
     def _make_empty_waiter(self):
         if self._empty_waiter is not None:
             raise RuntimeError("Empty waiter is already set")
         self._empty_waiter = self._loop.create_future()
-        if not self._buffer_size:
+        if not self._write_pending():
             self._empty_waiter.set_result(None)
         return self._empty_waiter
 
@@ -443,7 +584,7 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
         self._closing = True
         self._stash.clear()
         self._stop_reading()
-        if not self._buffer_size:
+        if not self._write_pending():
             self._conn_lost += 1
             self._loop.call_soon(self._call_connection_lost, None)
 
@@ -468,6 +609,9 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
             self._buffer_size = 0
             if self._send_ud:
                 self._proactor.cancel_stream(self._send_ud)  # its bytes stay kept until it completes
+        if self._quick_data is not None and self._quick_stamp == self._proactor._batch:
+            self._proactor._staged.pop(self._quick_ud, None)  # staged, not in the SQ: dropped
+            self._quick_data = None
         if not self._closing:
             self._closing = True
             self._stash.clear()
@@ -496,6 +640,8 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
             self._sock = None
             self._protocol = None
             self._called_connection_lost = True
+            if self._quick_ud:
+                self._proactor.quick_release(self._quick_ud)
             waiter = self._empty_waiter
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionError("Connection is closed by peer"))
