@@ -37,6 +37,10 @@ def _new_loop(name: str) -> asyncio.AbstractEventLoop:
         from iomodels import aio
 
         return aio.new_event_loop()
+    if name == "uring-noquick":  # writes sent at once, not as quick sends in the enter
+        from iomodels import aio
+
+        return aio.UringEventLoop(aio.UringProactor(quick_sends=False))
     if name == "uvloop":
         import uvloop
 

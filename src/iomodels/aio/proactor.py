@@ -99,7 +99,7 @@ class _UringFuture(futures.Future):
 class UringProactor:
     """IocpProactor's interface over one ``iomodels.uring.Ring``."""
 
-    def __init__(self, entries: int = 256) -> None:
+    def __init__(self, entries: int = 256, *, quick_sends: bool = True) -> None:
         self._loop = None
         self._cache: dict[int, tuple] = {}
         # user_data -> callback(res, flags) of the stream transports' recvs
@@ -116,8 +116,11 @@ class UringProactor:
         self._quick_owners: dict = {}
         self._waiting: list = []
         self._batch = 0  # counts enters: a quick send staged now is stamped with it
+        self._quick_in_enter = False  # the coming (or last) enter runs quick sends
         self._settled = 0  # quick sends stamped below this have settled (sent, or failed and handled)
-        self._quick = None  # Ring.prep_quick_sends once checked usable, else False
+        # Ring.prep_quick_sends once checked usable; False: not usable, or
+        # not wanted (quick_sends=False: writes send at once, for comparison).
+        self._quick = None if quick_sends else False
         self._leftover: list = []  # completions not dispatched when a handler raised SystemExit
         self._next_ud = 1
         self._stopped_serving: weakref.WeakSet = weakref.WeakSet()
@@ -210,11 +213,11 @@ class UringProactor:
     def _recv(self, conn, buf, flags, finish):
         ud, fut = self._register(conn, buf, finish)
         try:
+            addr, n, keeper = buffer_span(buf, True, 0, None)
+            self._cache[ud] = (fut, conn, keeper, finish)  # keeps the buffer until the completion
             if isinstance(conn, socket.socket):
-                self._ring.prep_recv(conn.fileno(), buf, ud, msg_flags=flags)
+                self._ring.prep_recv_at(conn.fileno(), addr, n, ud, msg_flags=flags)
             else:
-                addr, n, keeper = buffer_span(buf, True, 0, None)
-                self._cache[ud] = (fut, conn, keeper, finish)
                 self._ring.prep_read(conn.fileno(), addr, n, ud)
         except BaseException:
             del self._cache[ud]
@@ -554,6 +557,7 @@ class UringProactor:
         if staged:
             # This turn's quick sends: into the SQ now, run by this enter.
             self._staged = {}
+            self._quick_in_enter = True
             self._quick(staged.values())  # each transport keeps its bytes until settled
         if self._waiting:
             # A transport waits for its quick send to settle, and a quick
@@ -573,6 +577,17 @@ class UringProactor:
         if self._leftover:
             cqes = self._leftover + cqes
             self._leftover = []
+        if self._quick_in_enter:
+            # The quick sends this enter ran have settled once their failure
+            # completions (short or -EAGAIN: rare) are handled; handle them
+            # first, so that a write made while this batch is dispatched
+            # (the peer answered at once) finds its connection idle.
+            self._quick_in_enter = False
+            owners = self._quick_owners
+            for ud, res, _flags in cqes:
+                if ud in owners:
+                    owners[ud]._on_quick_failed(res)  # a second call (below) finds nothing
+        self._settled = self._batch
         handlers = self._handlers
         cache = self._cache
         i = 0

@@ -435,6 +435,20 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._conn_lost:
             return
         if self._buffer and not self._send_ud:
+            if self._buffer_size <= _QUICK_MAX and self._loop._thread_id is not None:
+                # What queued behind it becomes the next quick send (a
+                # client that answers at once makes this every fourth
+                # request of an echo: measured, no extra SEND completion).
+                buffer = self._buffer
+                data = buffer.popleft() if len(buffer) == 1 else b"".join(buffer)
+                buffer.clear()
+                self._buffer_size = 0
+                proactor = self._proactor
+                self._quick_data = data
+                self._quick_stamp = proactor._batch
+                proactor._staged[self._quick_ud] = (self._quick_sqe, data)
+                self._maybe_resume_protocol()
+                return
             self._start_send()
             self._maybe_pause_protocol()
         elif not self._buffer_size:
