@@ -2,6 +2,9 @@
 
     python tests/aio/echo_bench.py [--seconds 5] [--conns 100] [--size 1024]
     python tests/aio/echo_bench.py --micro     # call_soon and timer costs
+    python tests/aio/echo_bench.py --loops uring --styles protocol --profile 25
+                                               # where the server's time goes (cProfile)
+    python tests/aio/echo_bench.py --baseline DIR  # adds "uring-base": iomodels from DIR/src
 
 For each loop (``uring`` = iomodels.aio, ``asyncio`` = the default
 selector loop, ``uvloop`` if installed) and each server style (``protocol``:
@@ -30,10 +33,14 @@ STYLES = ("protocol", "streams")
 
 
 def _new_loop(name: str) -> asyncio.AbstractEventLoop:
-    if name == "uring":
+    if name in ("uring", "uring-base"):  # uring-base: the same, imported from --baseline
         from iomodels import aio
 
         return aio.new_event_loop()
+    if name == "uring-noquick":  # writes sent at once, not as quick sends in the enter
+        from iomodels import aio
+
+        return aio.UringEventLoop(aio.UringProactor(quick_sends=False))
     if name == "uvloop":
         import uvloop
 
@@ -50,9 +57,12 @@ class _Echo(asyncio.Protocol):
 
 
 async def _stream_echo(reader, writer):
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass  # the client ends the run by closing with bytes in flight: a reset
     writer.close()
 
 
@@ -73,7 +83,17 @@ def serve(loop_name: str, style: str) -> None:
         await done
         server.close()
 
-    loop.run_until_complete(main())
+    profile = os.environ.get("ECHO_BENCH_PROFILE")
+    if profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.runcall(loop.run_until_complete, main())
+        stats = pstats.Stats(prof, stream=sys.stderr)
+        stats.sort_stats("tottime").print_stats(int(profile))
+    else:
+        loop.run_until_complete(main())
     loop.close()
 
 
@@ -96,19 +116,24 @@ class _Client(asyncio.Protocol):
             self.transport.write(self.payload)
 
 
-def _cpu_seconds(pid: int) -> float:
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tck = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tck, int(fields[12]) / tck
 
 
-def measure(loop_name: str, style: str, conns: int, size: int, seconds: float) -> tuple[float, float]:
-    """(server CPU µs per request, requests per second)."""
+def measure(
+    loop_name: str, style: str, conns: int, size: int, seconds: float, env: dict | None = None
+) -> tuple[float, float, float]:
+    """(server CPU µs per request, requests per second, of which system µs)."""
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve", loop_name, style],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     try:
         port = int(child.stdout.readline())
@@ -132,7 +157,9 @@ def measure(loop_name: str, style: str, conns: int, size: int, seconds: float) -
             n1, c1, t1 = counter[0], _cpu_seconds(child.pid), time.monotonic()
             for t in transports:
                 t.close()
-            return (c1 - c0) / max(n1 - n0, 1) * 1e6, (n1 - n0) / (t1 - t0)
+            n = max(n1 - n0, 1)
+            user, system = c1[0] - c0[0], c1[1] - c0[1]
+            return (user + system) / n * 1e6, (n1 - n0) / (t1 - t0), system / n * 1e6
 
         return loop.run_until_complete(run())
     finally:
@@ -179,6 +206,13 @@ def main(argv=None) -> int:
     ap.add_argument("--loops", default=",".join(LOOPS))
     ap.add_argument("--styles", default=",".join(STYLES))
     ap.add_argument("--micro", action="store_true", help="call_soon and timer costs instead")
+    ap.add_argument("--profile", type=int, metavar="N", help="run the server under cProfile; print its top N")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also measure 'uring-base': iomodels imported from DIR/src (a `git archive` of an older commit)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="measure every cell this many times, interleaved")
     args = ap.parse_args(argv)
     if args.serve:
         serve(*args.serve)
@@ -195,15 +229,31 @@ def main(argv=None) -> int:
                 continue
             print(f"{loop_name:8} {soon:13.2f} {timer:9.2f}", flush=True)
         return 0
-    print(f"{'style':9} {'loop':8} {'server CPU us/req':>18} {'req/s':>9}")
+    loops = args.loops.split(",")
+    if args.baseline and "uring-base" not in loops:
+        loops.insert(0, "uring-base")
+    envs = {}
+    for loop_name in loops:
+        env = dict(os.environ)
+        if loop_name == "uring-base":
+            if not args.baseline:
+                ap.error("uring-base needs --baseline DIR")
+            env["PYTHONPATH"] = os.path.join(os.path.abspath(args.baseline), "src")
+        if args.profile:
+            env["ECHO_BENCH_PROFILE"] = str(args.profile)
+        envs[loop_name] = env
+    print(f"{'style':9} {'loop':10} {'server CPU us/req':>18} {'(system)':>9} {'req/s':>9}")
     for style in args.styles.split(","):
-        for loop_name in args.loops.split(","):
-            try:
-                us, rps = measure(loop_name, style, args.conns, args.size, args.seconds)
-            except (ImportError, ValueError) as exc:
-                print(f"{style:9} {loop_name:8} unavailable: {exc}")
-                continue
-            print(f"{style:9} {loop_name:8} {us:18.1f} {rps:9.0f}", flush=True)
+        for _ in range(args.repeat):
+            for loop_name in loops:
+                try:
+                    us, rps, sys_us = measure(
+                        loop_name, style, args.conns, args.size, args.seconds, envs[loop_name]
+                    )
+                except (ImportError, ValueError) as exc:
+                    print(f"{style:9} {loop_name:10} unavailable: {exc}")
+                    continue
+                print(f"{style:9} {loop_name:10} {us:18.1f} {sys_us:9.1f} {rps:9.0f}", flush=True)
     return 0
 
 

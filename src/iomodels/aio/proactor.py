@@ -51,6 +51,16 @@ REQUIRED_OPCODES = {
     "RECV": (uring.IORING_OP_RECV, "5.6"),
 }
 
+# The pool the stream transports receive into (transport.py): 256 buffers
+# of 16 KiB, as the io_uring model's.  The kernel takes them in ring order,
+# so in time every page of the pool is touched: its size is resident memory
+# per loop (tests/conformance/test_backpressure.py bounds a server's growth).
+# One completion carries at most one buffer.
+POOL_BGID = 1
+POOL_COUNT = 256
+POOL_SIZE = 16 * 1024
+_F_MORE = uring.IORING_CQE_F_MORE
+
 _AGAIN = object()  # finish() re-queued the operation under the same user_data
 _UD_IGNORE = 0  # cancels and other fire-and-forget SQEs: completion dropped
 # Plain ints: the socket module's MSG_* are IntFlag members, and OR-ing
@@ -89,9 +99,29 @@ class _UringFuture(futures.Future):
 class UringProactor:
     """IocpProactor's interface over one ``iomodels.uring.Ring``."""
 
-    def __init__(self, entries: int = 256) -> None:
+    def __init__(self, entries: int = 256, *, quick_sends: bool = True) -> None:
         self._loop = None
         self._cache: dict[int, tuple] = {}
+        # user_data -> callback(res, flags) of the stream transports' recvs
+        # and sends: called from the reap loop, no future (transport.py);
+        # dropped after the request's final completion (no F_MORE).
+        self._handlers: dict = {}
+        self._stream = None  # stream_reader()'s tuple, made at the first use
+        self._pool = None
+        self._recycled: list = []  # buffer ids copied out this turn (BufferRing.batch_recycler)
+        # Quick sends (transport.py): user_data -> (SQE template, bytes)
+        # written this turn, queued just before the enter; the transports
+        # that own quick user_data; those to tell when a batch has settled.
+        self._staged: dict = {}
+        self._quick_owners: dict = {}
+        self._waiting: list = []
+        self._batch = 0  # counts enters: a quick send staged now is stamped with it
+        self._quick_in_enter = False  # the coming (or last) enter runs quick sends
+        self._settled = 0  # quick sends stamped below this have settled (sent, or failed and handled)
+        # Ring.prep_quick_sends once checked usable; False: not usable, or
+        # not wanted (quick_sends=False: writes send at once, for comparison).
+        self._quick = None if quick_sends else False
+        self._leftover: list = []  # completions not dispatched when a handler raised SystemExit
         self._next_ud = 1
         self._stopped_serving: weakref.WeakSet = weakref.WeakSet()
         try:
@@ -140,7 +170,7 @@ class UringProactor:
 
     def _new_ud(self) -> int:
         ud = self._next_ud
-        while ud in self._cache:  # only after a wrap-around past 2**64 - 2**16
+        while ud in self._cache or ud in self._handlers:  # only after a wrap-around past 2**64 - 2**16
             ud = ud + 1 if ud < uring.USER_DATA_RESERVED - 1 else 1
         self._next_ud = ud + 1 if ud < uring.USER_DATA_RESERVED - 1 else 1
         return ud
@@ -183,11 +213,11 @@ class UringProactor:
     def _recv(self, conn, buf, flags, finish):
         ud, fut = self._register(conn, buf, finish)
         try:
+            addr, n, keeper = buffer_span(buf, True, 0, None)
+            self._cache[ud] = (fut, conn, keeper, finish)  # keeps the buffer until the completion
             if isinstance(conn, socket.socket):
-                self._ring.prep_recv(conn.fileno(), buf, ud, msg_flags=flags)
+                self._ring.prep_recv_at(conn.fileno(), addr, n, ud, msg_flags=flags)
             else:
-                addr, n, keeper = buffer_span(buf, True, 0, None)
-                self._cache[ud] = (fut, conn, keeper, finish)
                 self._ring.prep_read(conn.fileno(), addr, n, ud)
         except BaseException:
             del self._cache[ud]
@@ -360,13 +390,19 @@ class UringProactor:
         state = [offset, count]
 
         def attempt():
+            # One os.sendfile() per readiness, then back to the loop: the
+            # kernel may drain the peer's socket meanwhile (a recv armed on
+            # the same ring runs as task work at each return from a system
+            # call), so a loop here could send a whole file within one turn,
+            # and a peer that closes after a few bytes would never be seen.
             try:
-                while state[1] > 0:
-                    n = os.sendfile(sock.fileno(), file.fileno(), state[0], state[1])
-                    if n == 0:
-                        raise ConnectionResetError(errno.ECONNRESET, "sendfile: the file ended early")
-                    state[0] += n
-                    state[1] -= n
+                n = os.sendfile(sock.fileno(), file.fileno(), state[0], state[1])
+                if n == 0:
+                    raise ConnectionResetError(errno.ECONNRESET, "sendfile: the file ended early")
+                state[0] += n
+                state[1] -= n
+                if state[1] > 0:
+                    raise BlockingIOError  # the rest at the next readiness
             except BlockingIOError:
                 raise
             except OSError:
@@ -421,14 +457,112 @@ class UringProactor:
             self._cache[ud] = (None, entry[1], None, None)
             self._ring.prep_cancel(ud, _UD_IGNORE)
 
+    # -- stream transports: callbacks instead of futures --------------------
+
+    def stream_reader(self):
+        """What a ``RingSocketTransport`` receives with: ``(arm, cancel,
+        pool memory, pool memoryview, buffer size, recycle)``, or ``None``
+        where the kernel has no provided-buffer rings (before 5.19): the
+        loop then makes CPython's proactor transports.
+
+        ``arm(fd, callback)`` queues a recv selecting from the pool
+        (multishot where the kernel has it) and returns its user_data;
+        ``callback(res, flags)`` gets each completion; ``recycle(bid)``
+        notes a buffer copied out, given back before the next enter."""
+        if self._stream is None:
+            self._check_closed()
+            ring = self._ring
+            try:
+                pool = uring.BufferRing(ring, POOL_BGID, POOL_COUNT, POOL_SIZE)
+            except OSError:
+                self._stream = False
+                return None
+            self._pool = pool
+            self._recycle, self._flush_recycled = pool.batch_recycler()
+            self._recycled = self._recycle.__self__
+            multishot = ring.supports_multishot_recv
+            handlers = self._handlers
+            prep = ring.prep_recv_select
+
+            def arm(fd, callback):
+                ud = self._new_ud()
+                handlers[ud] = callback
+                prep(fd, ud, POOL_BGID, multishot=multishot)
+                return ud
+
+            self._pool_view = memoryview(pool.memory)
+            self._stream = (arm, self.cancel_stream, pool.memory, self._pool_view, POOL_SIZE, self._recycle)
+        return self._stream or None
+
+    def quick_sender(self, transport):
+        """``(user_data, SQE template)`` for ``transport``'s quick sends,
+        or ``None`` where the ring cannot make them (Ring.supports_quick_send).
+
+        A quick send is staged during a turn (``_staged[user_data] =
+        (template, data)``), written into the SQ just before the turn's enter,
+        and run by the kernel inside that enter; it posts a completion only
+        if it fell short or failed (``_on_quick_failed``).  It has *settled*
+        once the completions of that enter are dispatched: ``stamp <
+        _settled`` (see transport.py for the states a transport sees)."""
+        if self._quick is None:
+            ring = self._ring
+            self._quick = ring.prep_quick_sends if ring.supports_quick_send else False
+        if not self._quick:
+            return None
+        ud = self._new_ud()
+        self._quick_owners[ud] = transport
+        return ud, self._ring.quick_send_template(transport._sock_fd, ud)
+
+    def quick_release(self, ud: int) -> None:
+        self._staged.pop(ud, None)
+        self._quick_owners.pop(ud, None)
+
+    def unstage_quick(self) -> None:
+        """The loop stops: what is staged goes out now, the ordinary way,
+        so that a program reading the peer between runs sees it (a selector
+        transport would have sent it in write())."""
+        while self._staged:
+            ud, _staged = self._staged.popitem()
+            owner = self._quick_owners.get(ud)
+            if owner is not None:
+                owner._send_staged_now()
+
+    def send_stream(self, fd: int, addr: int, nbytes: int, callback) -> int:
+        """SEND ``nbytes`` at ``addr`` (memory the caller keeps until the
+        completion); ``callback(res, flags)`` gets it."""
+        ud = self._new_ud()
+        self._handlers[ud] = callback
+        self._ring.prep_send_at(fd, addr, nbytes, ud, msg_flags=_MSG_NOSIGNAL)
+        return ud
+
+    def cancel_stream(self, ud: int) -> None:
+        """Cancel a stream request; its callback still gets the final
+        completion (``-ECANCELED``, or what it did before the cancel)."""
+        if ud in self._handlers and self._ring is not None:
+            self._ring.prep_cancel(ud, _UD_IGNORE)
+
     # -- waiting ------------------------------------------------------------
 
     def select(self, timeout: float | None = None) -> list:
         """Submit what was queued, wait up to ``timeout`` for a completion
-        (one ``io_uring_enter``), and resolve the futures of every
-        completion there is.  Their callbacks are scheduled by the futures
-        themselves, so the loop's ``_process_events`` has nothing to do."""
+        (one ``io_uring_enter``), and dispatch every completion there is:
+        a stream transport's callback is called right here (as uvloop calls
+        its protocols from libuv's callbacks), an operation's future is
+        resolved (its callbacks are scheduled by the future).  So the loop's
+        ``_process_events`` has nothing to do."""
         ring = self._ring
+        if self._recycled:
+            self._flush_recycled()  # the buffers copied out last turn go back first
+        staged = self._staged
+        if staged:
+            # This turn's quick sends: into the SQ now, run by this enter.
+            self._staged = {}
+            self._quick_in_enter = True
+            self._quick(staged.values())  # each transport keeps its bytes until settled
+        if self._waiting:
+            # A transport waits for its quick send to settle, and a quick
+            # send that went out whole posts nothing: do not sleep for one.
+            timeout = 0
         if timeout is None:
             ring.submit_and_wait(1)
         elif timeout <= 0:
@@ -438,37 +572,79 @@ class UringProactor:
                 ring.submit_and_wait(0)
         else:
             ring.submit_and_wait(1, timeout)
+        self._batch += 1  # what was staged before this enter has been submitted by it
+        cqes = ring.reap()
+        if self._leftover:
+            cqes = self._leftover + cqes
+            self._leftover = []
+        if self._quick_in_enter:
+            # The quick sends this enter ran have settled once their failure
+            # completions (short or -EAGAIN: rare) are handled; handle them
+            # first, so that a write made while this batch is dispatched
+            # (the peer answered at once) finds its connection idle.
+            self._quick_in_enter = False
+            owners = self._quick_owners
+            for ud, res, _flags in cqes:
+                if ud in owners:
+                    owners[ud]._on_quick_failed(res)  # a second call (below) finds nothing
+        self._settled = self._batch
+        handlers = self._handlers
         cache = self._cache
-        for ud, res, _flags in ring.reap():
-            entry = cache.pop(ud, None)
-            if entry is None:
-                continue
-            fut, obj, _keeper, finish = entry
-            if fut is None:  # an add_reader/add_writer poll
-                if finish is not None:
-                    finish(res)
-                continue
-            if fut.done():
-                discard = getattr(finish, "discard", None)
-                if res >= 0 and discard is not None:
-                    discard(res)
-                continue
-            if res == -errno.ECANCELED or (self._stopped_serving and obj in self._stopped_serving):
-                fut._proactor = None
-                fut.cancel()
-                continue
-            try:
-                value = finish(res)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:  # the caller's, not the loop's, to handle
-                fut.set_exception(exc)
-            else:
-                if value is _AGAIN:
-                    cache[ud] = entry
-                else:
-                    fut.set_result(value)
+        i = 0
+        try:
+            for i, (ud, res, flags) in enumerate(cqes):  # noqa: B007 (i is read after an escape)
+                handler = handlers.get(ud)
+                if handler is not None:
+                    if not flags & _F_MORE:
+                        del handlers[ud]
+                    handler(res, flags)
+                    continue
+                entry = cache.pop(ud, None)
+                if entry is not None:
+                    self._complete(ud, res, entry)
+                    continue
+                owner = self._quick_owners.get(ud)
+                if owner is not None:  # a quick send fell short or failed
+                    owner._on_quick_failed(res)
+        except BaseException:
+            # SystemExit / KeyboardInterrupt from a protocol: the rest of
+            # the batch is dispatched at the next turn, not lost.
+            self._leftover = cqes[i + 1 :]
+            raise
+        self._settled = self._batch
+        if self._waiting:
+            waiting = self._waiting
+            self._waiting = []
+            for transport in waiting:
+                transport._quick_settled()
         return []
+
+    def _complete(self, ud: int, res: int, entry: tuple) -> None:
+        fut, obj, _keeper, finish = entry
+        if fut is None:  # an add_reader/add_writer poll
+            if finish is not None:
+                finish(res)
+            return
+        if fut.done():
+            discard = getattr(finish, "discard", None)
+            if res >= 0 and discard is not None:
+                discard(res)
+            return
+        if res == -errno.ECANCELED or (self._stopped_serving and obj in self._stopped_serving):
+            fut._proactor = None
+            fut.cancel()
+            return
+        try:
+            value = finish(res)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # the caller's, not the loop's, to handle
+            fut.set_exception(exc)
+        else:
+            if value is _AGAIN:
+                self._cache[ud] = entry
+            else:
+                fut.set_result(value)
 
     def _stop_serving(self, obj) -> None:
         """Called just before a listening socket is closed: cancel what is
@@ -497,18 +673,43 @@ class UringProactor:
                 fut._proactor = None
                 fut.cancel()
             self._ring.prep_cancel(ud, _UD_IGNORE)
+        # Stream requests: their transports are gone or going; the final
+        # completions only release the pool's buffers and the sends' bytes.
+        for ud in list(self._handlers):
+            self._handlers[ud] = _ignore_completion
+            self._ring.prep_cancel(ud, _UD_IGNORE)
         for _ in range(200):  # ~10 s: cancels normally complete in one turn
-            if not self._cache:
+            if not self._cache and not self._handlers:
                 break
             self.select(0.05)
         ring, self._ring = self._ring, None
+        if self._pool is not None:
+            try:
+                if self._handlers:
+                    raise BufferError("a request the kernel did not end")
+                self._pool_view.release()
+                self._pool.close()
+            except BufferError:
+                # A request not ended, or a view of the pool still held
+                # somewhere: its memory stays mapped rather than freed
+                # under the kernel's (or the holder's) feet.
+                uring.buffers.GRAVEYARD.append(self._pool)
+            self._pool = None
         ring.close()  # anything still in flight is parked by the ring itself
         self._cache.clear()
+        self._handlers.clear()
+        self._staged.clear()
+        self._quick_owners.clear()
+        self._waiting.clear()
 
     def __del__(self) -> None:
         ring = getattr(self, "_ring", None)
         if ring is not None:
             ring.close()
+
+
+def _ignore_completion(res: int, flags: int) -> None:
+    pass
 
 
 def _make_ring(entries: int):

@@ -522,6 +522,14 @@ class Ring:
         where it stopped, without a new buffer object)."""
         self._prep(IORING_OP_SEND, fd, user_data, sqe_flags, addr, nbytes, msg_flags)
 
+    def prep_recv_at(
+        self, fd: int, addr: int, nbytes: int, user_data: int, *, msg_flags: int = 0, sqe_flags: int = 0
+    ) -> None:
+        """``recv(2)`` into ``nbytes`` at ``addr``: :meth:`prep_recv` on
+        memory the caller keeps, so that the ring's buffer table stays empty
+        and :meth:`reap` need not walk the completions to retire buffers."""
+        self._prep(IORING_OP_RECV, fd, user_data, sqe_flags, addr, nbytes, msg_flags)
+
     def prep_poll_add(self, fd: int, events: int, user_data: int, sqe_flags: int = 0) -> None:
         """One-shot poll: completes with the ready ``POLL*`` mask (``res``)."""
         self._prep(IORING_OP_POLL_ADD, fd, user_data, sqe_flags, op_flags=events)
