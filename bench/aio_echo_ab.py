@@ -1,10 +1,10 @@
 """Echo over asyncio on three loops: server CPU per request.
 
-    python tests/aio/echo_bench.py [--seconds 5] [--conns 100] [--size 1024]
-    python tests/aio/echo_bench.py --micro     # call_soon and timer costs
-    python tests/aio/echo_bench.py --loops uring --styles protocol --profile 25
+    python bench/aio_echo_ab.py [--seconds 5] [--conns 100] [--size 1024]
+    python bench/aio_echo_ab.py --micro     # call_soon and timer costs
+    python bench/aio_echo_ab.py --loops uring --styles protocol --profile 25
                                                # where the server's time goes (cProfile)
-    python tests/aio/echo_bench.py --baseline DIR  # adds "uring-base": iomodels from DIR/src
+    python bench/aio_echo_ab.py --baseline DIR  # adds "uring-base": iomodels from DIR/src
 
 For each loop (``uring`` = iomodels.aio, ``asyncio`` = the default
 selector loop, ``uvloop`` if installed) and each server style (``protocol``:
