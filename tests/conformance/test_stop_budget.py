@@ -110,5 +110,14 @@ def test_a_busy_offload_worker_does_not_hold_the_exit(model):
         with server.connect() as sock:
             sock.sendall(b"go")
             assert sock.recv(2) == b"go"
+            # The job may still wait in the pool's queue (a stop drops it
+            # then, rightly, with nothing to report): ask until it runs.
+            deadline = time.monotonic() + 10
+            while True:
+                sock.sendall(b"?")
+                if sock.recv(1) == b"y":
+                    break
+                assert time.monotonic() < deadline, "the offloaded job never started"
+                time.sleep(0.01)
             stop_within(server, 1.0)
         assert "offload worker(s) still busy at the stop deadline" in server.stderr()

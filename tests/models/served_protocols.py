@@ -6,6 +6,7 @@ see helpers.Server)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from iomodels.protocols.echo import EchoProtocol
@@ -35,10 +36,19 @@ class IdleUntilData(IdleHalfSecond):
 
 
 class LongJob(EchoProtocol):
-    """Hands a 60 s job to the offload workers at the first byte, and echoes."""
+    """Hands a 60 s job to the offload workers at the first byte, and echoes
+    that first batch; later batches are answered ``y`` once the job runs on a
+    worker (it may still wait in the pool's queue), else ``n``."""
 
     def data_received(self, data: bytes) -> None:
         if not getattr(self, "started", False):
             self.started = True
-            self.transport.run_in_worker(time.sleep, 60)
-        super().data_received(data)
+            self.running = threading.Event()
+            self.transport.run_in_worker(self._job)
+            super().data_received(data)
+            return
+        self.transport.write(b"y" if self.running.is_set() else b"n")
+
+    def _job(self) -> None:
+        self.running.set()
+        time.sleep(60)

@@ -448,6 +448,11 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
                 self._quick_stamp = proactor._batch
                 proactor._staged[self._quick_ud] = (self._quick_sqe, data)
                 self._maybe_resume_protocol()
+                if self._protocol_paused:
+                    # Still above the low-water mark with this send: only
+                    # its settling can resume the protocol, so ask to hear
+                    # of it (a paused protocol writes nothing that would).
+                    self._wait_settle()
                 return
             self._start_send()
             self._maybe_pause_protocol()
