@@ -3,7 +3,8 @@
 They differ only in *who* runs :meth:`BlockingServer.serve_connection`: the
 main thread (blocking), a new thread (threads), a forked child (processes) or
 one of N pool threads (threadpool).  The worker is the seed's loop made
-correct: recv() -> protocol.data_received() -> transport.write() = sendall().
+correct: recv() -> protocol.data_received() -> transport.write() = sendall();
+transport.sendfile() is os.sendfile() on the same blocking socket.
 
 Everything is a true blocking syscall: recv(), sendall() and accept() sleep in
 the kernel until they can complete, with no poll() hidden underneath.  That

@@ -11,6 +11,11 @@ Event masks use poll(2)'s bits, which epoll shares (EPOLLIN == POLLIN == 1,
 EPOLLOUT == POLLOUT == 4, EPOLLERR == POLLERR == 8, EPOLLHUP == POLLHUP == 16):
 poll and epoll hand back their kernel masks untranslated, the others translate.
 
+Copying: recv() into a fresh bytes per readable event, send() of what the
+protocol wrote (the rest waits for writability); a file from
+transport.sendfile() goes by os.sendfile() once the bytes before it are out,
+the kernel copying page cache to socket without the process seeing it.
+
 One loop turn:
 
     1. wait(timeout)          the model's poller; timeout = next timer, 0 if work is queued

@@ -13,6 +13,9 @@ The rings: the SQ and CQ are shared memory (see iomodels.uring); queueing an
   a pool of buffers the kernel picks from when data *arrives*, so an idle
   connection with a recv armed holds no buffer (5000 idle connections cost
   no recv memory; a 64 KiB buffer per connection would cost 320 MB).
+Files (transport.sendfile, wsgi.file_wrapper) never enter the process: two
+  linked SPLICEs per step, file -> a pipe of the transfer's -> socket; the
+  kernel moves the pages and waits for socket room itself.
 One loop turn:
 
     1. submit_and_wait        ONE io_uring_enter: submits every SQE queued in
