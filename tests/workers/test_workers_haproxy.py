@@ -5,8 +5,8 @@ pairs, addresses 10.213.K.2 that exist only on them), each running
 
   (a) every host restarted in turn (SIGHUP, then SIGTERM and start again):
       no failed request
-  (b) one host killed (SIGKILL to all its processes): only the requests in
-      flight on it fail; counted and printed
+  (b) one host killed (SIGKILL to all its processes): the GETs in flight on
+      it are replayed on the others (HAProxy's retry-on); no failed request
   (c) it comes back and takes its share again
 """
 
@@ -33,6 +33,7 @@ HOSTS = 3
 NET = "10.213"  # 10.213.K.1 here, 10.213.K.2 in namespace K: only on the veth pairs
 PORT = 8080
 CONNECTIONS = 12
+CYCLE_LOAD_S = 7  # wrk's run around one host's cycle: 3-3.5 s, 5.1 s seen on a loaded machine
 DRAIN_DELAY_S = 0.8  # covers two failed checks (fall 2 x inter 200 ms) and the check in flight
 
 
@@ -177,7 +178,7 @@ def _delta(after: dict, before: dict, fields: tuple[str, ...]) -> dict[str, dict
 def test_haproxy_restarts_kill_and_return(hosts: Hosts) -> None:
     # (a) each host in turn: a rolling reload, then a stop and a fresh start.
     for k in range(1, HOSTS + 1):
-        thread, result = hosts.load(5)
+        thread, result = hosts.load(CYCLE_LOAD_S)
         start = time.monotonic()
         time.sleep(0.3)
         server = hosts.servers[k]
@@ -195,13 +196,13 @@ def test_haproxy_restarts_kill_and_return(hosts: Hosts) -> None:
         thread.join(30)
         assert result, "wrk did not finish"
         print(f"\n(a) host{k} reloaded, stopped and started again in {cycle_s:.1f} s: {_errors(result[0])}")
-        assert cycle_s < 5, (
-            f"the cycle ({cycle_s:.1f} s) outlasted the load (5 s): not all of it was measured"
+        assert cycle_s < CYCLE_LOAD_S, (
+            f"the cycle ({cycle_s:.1f} s) outlasted the load ({CYCLE_LOAD_S} s): not all of it was measured"
         )
         assert result[0].requests > 100
         assert result[0].errors == 0, f"(a) host{k}: {_errors(result[0])}"
 
-    # (b) host 2 dies whole: only what was in flight on it fails.
+    # (b) host 2 dies whole: what was in flight on it is replayed elsewhere.
     stats_before = hosts.stats()
     thread, result = hosts.load(3)
     time.sleep(1.0)
@@ -216,15 +217,12 @@ def test_haproxy_restarts_kill_and_return(hosts: Hosts) -> None:
     delta = _delta(hosts.stats(), stats_before, ("srv_abrt", "eresp", "econ", "wredis"))
     print(f"    HAProxy, per host: {delta}")
     assert figures.requests > 100
-    assert figures.errors_connect == 0, "HAProxy itself kept accepting"
-    # Only what was in flight on host2 may fail: at most one request per wrk
-    # connection (each has one outstanding), none on the hosts that stayed.
-    # HAProxy counts most of them as response errors on host2 (eresp: the
-    # aborts, srv_abrt, and the 502s it answered itself); a CI run also saw
-    # one read error that HAProxy's per-server counters did not show, so the
-    # bound is the in-flight one, and the counters are printed beside it.
-    # A connection that host2 refused was retried on another host (wredis).
-    assert figures.errors <= CONNECTIONS, f"{_errors(figures)}; HAProxy: {delta}"
+    # Nothing is lost: a GET that HAProxy had handed to host2 when it died
+    # met a connection closed with no answer (eresp on host2) and was
+    # replayed on another host (retry-on empty-response; the recipe replays
+    # GET and HEAD only, see the test below); a connection that host2
+    # refused was redispatched (wredis). The hosts that stayed saw no error.
+    assert figures.errors == 0, f"{_errors(figures)}; HAProxy: {delta}"
     for name in ("host1", "host3"):
         assert delta[name]["srv_abrt"] == delta[name]["eresp"] == delta[name]["econ"] == 0, delta
     victim.stop(signal.SIGKILL, 0.0)
@@ -243,3 +241,100 @@ def test_haproxy_restarts_kill_and_return(hosts: Hosts) -> None:
     assert total > 100
     assert served[2] >= 0.2 * total, f"host2 takes too small a share: {served}"
     assert worker_pids(hosts.servers[2]) != [], "host2 has workers"
+
+
+class _Dying:
+    """A stand-in for a host whose process dies with a request in it: it
+    answers HAProxy's ``GET /health`` and closes every other connection
+    after reading its request, with no answer; it records what reached it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                        data += chunk
+                except OSError:
+                    continue
+                line = data.split(b"\r\n", 1)[0].decode("latin-1")
+                if line.startswith("GET /health "):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                elif line:
+                    self.seen.append(line.split(" ", 1)[0])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _status(answer: bytes) -> str:
+    return answer.split(b"\r\n", 1)[0].decode("latin-1")
+
+
+def test_haproxy_replays_get_on_another_host_and_never_a_post(tmp_path: Path) -> None:
+    """The recipe's retry policy, on its own: a GET that met a host dying
+    with it is replayed on the other hosts; a POST is sent once, never twice."""
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    hosts = [_Dying() for _ in range(HOSTS)]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        lb_port = probe.getsockname()[1]
+    env = dict(os.environ, LB_BIND=f"127.0.0.1:{lb_port}", LB_STATS=str(tmp_path / "haproxy.sock"))
+    env.update({f"HOST{k}": f"127.0.0.1:{host.port}" for k, host in enumerate(hosts, 1)})
+    haproxy = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(DOCS / "haproxy.cfg")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", lb_port), timeout=1).close()
+            except OSError:
+                return False
+            return True
+
+        wait_for("HAProxy listening", listening)
+
+        def ask(request: bytes) -> bytes:
+            with socket.create_connection(("127.0.0.1", lb_port), timeout=10) as client:
+                client.sendall(request)
+                answer = b""
+                while chunk := client.recv(65536):
+                    answer += chunk
+                return answer
+
+        answer = ask(b"GET /plaintext HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+        gets = [len(host.seen) for host in hosts]
+        print(f"\nGET: {_status(answer)}, attempts per host {gets}")
+        assert answer.startswith(b"HTTP/1.1 502"), answer[:200]
+        assert sum(gets) == 1 + 3, "tried once, then replayed `retries 3` times"
+        assert sum(1 for n in gets if n) >= 2, "each replay redispatched: more than one host saw it"
+
+        for host in hosts:
+            host.seen.clear()
+        answer = ask(b"POST /echo HTTP/1.1\r\nHost: lb\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+        posts = [len(host.seen) for host in hosts]
+        print(f"POST: {_status(answer)}, attempts per host {posts}")
+        assert answer.startswith(b"HTTP/1.1 502"), answer[:200]
+        assert sum(posts) == 1, "a POST that met a dying host is not replayed"
+    finally:
+        haproxy.kill()
+        haproxy.wait(5)
+        for host in hosts:
+            host.close()
