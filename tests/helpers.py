@@ -318,6 +318,29 @@ def roundtrip(sock: socket.socket, data: bytes, expected: bytes | None = None, t
     assert got == expected, f"sent {data[:80]!r}: expected {expected[:80]!r}, got {got[:80]!r}"
 
 
+def read_slowly(port: int, content: bytes) -> None:
+    """Connect, say "go", and read ``content`` at ~1.6 MB/s through a 64 KiB
+    window: 0.64 MiB per 0.4 s, less than one splice step (io_uring) or
+    loop.sendfile() piece (asyncio, aio) of 1 MiB per idle-timeout period of
+    0.4 s, so only the peer's acknowledged bytes (tcp_bytes_acked) can show
+    the server its progress in time.  AssertionError if it is cut short."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # the window: the pace is ours
+    sock.connect(("127.0.0.1", port))
+    sock.settimeout(10)
+    sock.sendall(b"go")
+    got = bytearray()
+    start = time.monotonic()
+    while len(got) < len(content):
+        chunk = sock.recv(min(64 * 1024, len(content) - len(got)))
+        assert chunk, f"cut after {len(got)} bytes, {time.monotonic() - start:.2f} s"
+        got += chunk
+        time.sleep(0.04)
+    took = time.monotonic() - start
+    sock.close()
+    assert bytes(got) == content and took > 1.0, took
+
+
 def recv_until_eof(sock: socket.socket, timeout: float = IO_TIMEOUT_S) -> tuple[bytes, str]:
     """Everything until the server closes: (data, "eof" or "reset"); TimeoutError after ``timeout``."""
     buf = bytearray()

@@ -24,7 +24,7 @@ from iomodels import models
 from iomodels.core.protocol import Protocol
 from iomodels.core.server import ServerConfig, make_listener
 
-from helpers import recv_exactly
+from helpers import read_slowly, recv_exactly
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -84,6 +84,8 @@ def serve(model: str, protocol_cls: type, client, path) -> tuple[list, list]:
                 break
             await asyncio.sleep(0.02)
         served.close()
+        if server._sweeper is not None:  # set_idle_timeout() started the idle sweep
+            server._sweeper.cancel()
 
     try:
         loop.run_until_complete(main())
@@ -210,3 +212,28 @@ def test_a_client_that_goes_away_mid_file(model, payload, counted_loop_sendfile)
     failed, lost = sorted(events)
     assert failed[0] == "failed", events
     assert lost[0] == "lost", events
+
+
+class SlowButSteady(Protocol):
+    """The file to a reader slower than a 1 MiB piece per 0.4 s idle
+    timeout, but reading: the peer's acknowledged bytes are its progress."""
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        self.transport.set_idle_timeout(0.4)
+        self.file = open(self.path, "rb")  # noqa: SIM115 - closed in done
+        self.transport.sendfile(self.file, done=self.done)
+
+    def done(self, future) -> None:
+        try:
+            self.events.append(("done", future.result()))
+        except Exception as exc:
+            self.events.append(("failed", type(exc).__name__))
+        self.file.close()
+        self.transport.close()
+
+
+@pytest.mark.parametrize("model", asyncio_models())
+def test_a_reader_slower_than_a_piece_per_timeout_is_not_cut(model, payload):
+    events, _ = serve(model, SlowButSteady, lambda port: read_slowly(port, CONTENT), payload)
+    assert events == [("done", SIZE)], events

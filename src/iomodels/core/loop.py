@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from iomodels.core.protocol import completed, file_span
+from iomodels.core.protocol import completed, file_span, tcp_bytes_acked
 from iomodels.core.server import ACCEPT_RETRY_DELAY_S, BaseServer, StopSignals, release_listener
 
 log = logging.getLogger("iomodels")
@@ -103,7 +103,7 @@ class FileTransfer:
     behind the file."""
 
     __slots__ = ("fd", "offset", "left", "sent", "done", "ahead", "calls", "started", "pipe", "in_flight",
-                 "in_pipe", "error", "eof", "chunk")  # fmt: skip
+                 "in_pipe", "error", "eof", "chunk", "acked")  # fmt: skip
 
     def __init__(self, file: Any, offset: int, count: int | None, done: Callable[[Any], Any] | None) -> None:
         self.fd, self.left = file_span(file, offset, count)
@@ -120,6 +120,7 @@ class FileTransfer:
         self.error: BaseException | None = None
         self.eof = False  # the file ended before count
         self.chunk = 0
+        self.acked: int | None = None  # the peer's TCP bytes_acked at the last idle sweep
 
     def complete(self, conn: Any, exc: BaseException | None) -> None:
         """Queue ``done`` (call_soon: never inside the caller's own call)."""
@@ -382,6 +383,15 @@ class LoopServer(CallbackQueue, BaseServer):
         now = self.now
         for conn in list(self._connections.values()):
             limit_s = conn.idle_timeout_s
+            transfer = conn._file
+            if transfer is not None and limit_s:
+                # A splice step on io_uring is up to 1 MiB and says nothing
+                # until it is all out: what the peer acknowledged meanwhile
+                # is its progress (core/protocol.py, sendfile's contract).
+                acked = tcp_bytes_acked(conn._sock)
+                if acked is not None and transfer.acked is not None and acked != transfer.acked:
+                    conn.last_active = now
+                transfer.acked = acked
             if limit_s and now - conn.last_active > limit_s:
                 log.debug("connection %s idle for %.1f s: closing", conn._peername, limit_s)
                 conn._fatal(TimeoutError(f"no progress for {limit_s:g} s (idle timeout)"))

@@ -50,7 +50,11 @@ enter the process (but on uvloop).  The contract, on every model:
   abort() stops the transfer.
 - Nothing of the file is buffered in memory: the kernel takes it as the
   socket drains (the socket's own flow control), and each piece that goes
-  counts as progress for the idle timeout (asyncio: each 1 MiB piece).
+  counts as progress for the idle timeout.  Where a piece is large (a
+  splice step of up to 1 MiB on io_uring, a 1 MiB loop.sendfile() on
+  asyncio and aio), the idle sweep also asks TCP how many bytes the peer
+  has acknowledged (tcp_bytes_acked), so that a reader slower than a piece
+  per timeout period but still reading is not cut.
   One transfer at a time per transport (another call before ``done``
   raises RuntimeError).
 """
@@ -59,6 +63,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import socket
+import struct
 from typing import Any
 from typing import Protocol as _TypingProtocol
 
@@ -113,6 +119,27 @@ def file_span(file: Any, offset: int, count: int | None) -> tuple[int, int]:
     elif count < 0:
         raise ValueError(f"sendfile count must be >= 0, not {count!r}")
     return fd, count
+
+
+# struct tcp_info (linux/tcp.h): tcpi_bytes_acked, a __u64 at byte 120
+# (Linux 4.1+); a shorter answer means an older kernel.
+_TCP_INFO_BYTES_ACKED = struct.Struct("=Q")
+_BYTES_ACKED_AT = 120
+_TCP_INFO_SIZE = 256
+
+
+def tcp_bytes_acked(sock: socket.socket) -> int | None:
+    """How many bytes the peer of this TCP socket has acknowledged so far,
+    or None where the kernel does not say (not TCP, not Linux, before 4.1).
+    The idle sweep's measure of a peer that reads while a large sendfile
+    piece is in the kernel: it grows only as the peer's window opens."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    except (OSError, AttributeError):  # a Unix socket; no TCP_INFO on this platform
+        return None
+    if len(info) < _BYTES_ACKED_AT + 8:
+        return None
+    return _TCP_INFO_BYTES_ACKED.unpack_from(info, _BYTES_ACKED_AT)[0]
 
 
 def file_aborted() -> ConnectionAbortedError:

@@ -20,7 +20,8 @@ Facts that shaped this code:
   - transport.sendfile() (core/protocol.py) is the loop's own
     ``loop.sendfile(transport, file, offset, n, fallback=False)``, in pieces
     of SENDFILE_PIECE so that each piece counts as progress for the idle
-    timeout: os.sendfile on asyncio's selector loop, the aio proactor's
+    timeout (and, within a piece, the peer's TCP bytes_acked, which the idle
+    sweep reads): os.sendfile on asyncio's selector loop, the aio proactor's
     os.sendfile on ``aio``.  uvloop has no sendfile (its Loop leaves
     AbstractEventLoop.sendfile raising NotImplementedError): there the file is
     read with os.pread in HIGH_WATER blocks and written, waiting for
@@ -48,7 +49,7 @@ import signal
 import time
 from typing import Any
 
-from iomodels.core.protocol import HIGH_WATER, LOW_WATER, completed, file_aborted, file_span
+from iomodels.core.protocol import HIGH_WATER, LOW_WATER, completed, file_aborted, file_span, tcp_bytes_acked
 from iomodels.core.server import (
     ACCEPT_RESOURCE_ERRNOS,
     ACCEPT_RETRY_DELAY_S,
@@ -223,6 +224,7 @@ class _Tracked(asyncio.Protocol):
         "idle_timeout_s",
         "timed_out",
         "_seen_buffer",
+        "_acked",
         "file_task",
         "close_after_file",
         "_writable",
@@ -236,6 +238,7 @@ class _Tracked(asyncio.Protocol):
         self.idle_timeout_s = server.config.idle_timeout_s  # set_idle_timeout(); 0: never
         self.timed_out = False  # the idle sweep aborted it: connection_lost gets a TimeoutError
         self._seen_buffer = 0
+        self._acked: int | None = None  # the peer's TCP bytes_acked at the last idle sweep, while a file goes
         self.file_task: Any = None  # a sendfile() in progress (_Transport)
         self.close_after_file = False  # close() waits for it
         self._writable: Any = None  # a future the read+write sendfile waits on
@@ -368,6 +371,13 @@ class Server(BaseServer):
                 if pending < conn._seen_buffer:  # the peer read some: progress
                     conn.last_active = now
                 conn._seen_buffer = pending
+                if conn.file_task is not None and conn.idle_timeout_s:
+                    # A 1 MiB loop.sendfile() piece says nothing until it is
+                    # all out: what the peer acknowledged meanwhile is progress.
+                    acked = tcp_bytes_acked(conn.transport.get_extra_info("socket"))
+                    if acked is not None and conn._acked is not None and acked != conn._acked:
+                        conn.last_active = now
+                    conn._acked = acked
                 limit_s = conn.idle_timeout_s
                 if limit_s and now - conn.last_active > limit_s:
                     log.debug("connection idle for %.1f s: closing", limit_s)

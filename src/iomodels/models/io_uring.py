@@ -276,7 +276,8 @@ class Connection(LoopConnection, LoopWorkerMixin):
         the pipe, unlinked, since a splice from an empty pipe would wait for
         a writer that never comes.  The next step is decided only once both
         CQEs of a step are in.  The drain waits in the kernel for socket room
-        (the kernel's flow control: nothing is buffered here); a cancel (abort,
+        (the kernel's flow control: nothing is buffered here; meanwhile the idle
+        sweep counts the peer's acknowledged bytes as progress); a cancel (abort,
         idle timeout) interrupts it, and the pipe and ``done`` wait for the
         last CQE, as a closed connection's fd does."""
         if self._file is not None:
