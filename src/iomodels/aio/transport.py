@@ -93,6 +93,10 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
         proactor = loop._proactor
         self._proactor = proactor
         self._stream = proactor.stream_reader()  # (arm, cancel, pool memory, pool view, size, recycle)
+        # The three that _on_recv's hot path needs, as attributes of their own.
+        self._pool_mem = self._stream[2]
+        self._pool_size = self._stream[4]
+        self._recycle = self._stream[5]
         self._protocol_connected = False
         self._buffered = False
         self.set_protocol(protocol)
@@ -195,7 +199,23 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def _on_recv(self, res: int, flags: int) -> None:
         """A completion of the armed recv, from the proactor's reap loop."""
-        if not flags & _F_MORE:
+        if flags & _F_MORE:
+            if res > 0 and not (self._closing or self._paused or self._stash or self._buffered):
+                # The hot path, first and alone (an echo request takes it every
+                # time): data for a plain protocol, the multishot recv still
+                # armed.  The same steps as the general case below, fewer tests.
+                bid = flags >> _BUFFER_SHIFT
+                start = bid * self._pool_size
+                data = self._pool_mem[start : start + res]  # an mmap slice: one bytes copy
+                self._recycle(bid)
+                try:
+                    self._protocol.data_received(data)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+                return
+        else:
             self._recv_ud = 0  # the request is over
         if res > 0:
             _arm, _cancel, mem, view, size, recycle = self._stream
@@ -331,16 +351,8 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
             data = bytes(data)  # the caller may reuse its buffer once write() returns
-        if self._eof:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError("unable to write; sendfile is in progress")
-        if not data:
-            return
-        if self._conn_lost:
-            if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+        if self._eof or self._empty_waiter is not None or self._conn_lost or not data:
+            self._write_refused(data)  # one test for four rare cases
             return
         if self._buffer_size:  # queued or in flight already: behind those
             self._buffer.append(data)
@@ -349,9 +361,9 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
                 self._start_send()
             self._maybe_pause_protocol()
             return
+        proactor = self._proactor
         quick = self._quick_data
         if quick is not None:
-            proactor = self._proactor
             stamp = self._quick_stamp
             if stamp == proactor._batch:
                 # Staged this turn, not in the SQ yet: one send with this.
@@ -361,7 +373,7 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
                     proactor._staged[self._quick_ud] = (self._quick_sqe, data)
                     return
             elif stamp < proactor._settled:
-                quick = self._quick_data = None  # it went out
+                quick = None  # it went out (_quick_data is replaced below)
             if quick is not None:
                 # Submitted (or staged, and this would make it too big):
                 # these bytes wait for it to settle, then go out in order.
@@ -370,15 +382,29 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
                 self._wait_settle()
                 self._maybe_pause_protocol()
                 return
-        if self._quick_sqe is not None and len(data) <= _QUICK_MAX and self._loop._thread_id is not None:
+        if len(data) <= _QUICK_MAX and self._quick_sqe is not None and self._loop._thread_id is not None:
             # Idle, the loop running: staged, and sent inside this turn's
             # enter, with the other connections' (no system call of its own).
-            proactor = self._proactor
             self._quick_data = data
             self._quick_stamp = proactor._batch
             proactor._staged[self._quick_ud] = (self._quick_sqe, data)
             return
+        self._quick_data = None
         self._send_now(data)
+
+    def _write_refused(self, data: bytes) -> None:
+        """write() after write_eof(), during sendfile, of nothing, or after
+        the connection was lost: in that order, as the selector transports
+        check them."""
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
+        if not data:
+            return
+        if self._conn_lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            logger.warning("socket.send() raised exception.")
+        self._conn_lost += 1
 
     def _send_now(self, data: bytes) -> None:
         """Idle: send at once, as the selector transports and uv_try_write
