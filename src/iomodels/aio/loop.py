@@ -104,6 +104,15 @@ _RUN_INLINE = frozenset(
 )
 
 
+def _created_by_caller(handle):
+    """In debug mode a handle records where it was made, CPython's
+    scheduling methods dropping their own frames from that stack; ours wrap
+    them, so drop ours too: "created at" names the caller's line."""
+    if handle._source_traceback:
+        del handle._source_traceback[-1]
+    return handle
+
+
 def _callback_failed(handle, exc) -> None:
     """What ``Handle._run`` does when the callback raises."""
     cb = format_helpers._format_callback_source(handle._callback, handle._args)
@@ -226,7 +235,7 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
         # checks it makes outside debug mode, then the handle.  In debug mode
         # CPython's own, with its thread and callback checks.
         if self._debug:
-            return super().call_soon(callback, *args, context=context)
+            return _created_by_caller(super().call_soon(callback, *args, context=context))
         if self._closed:
             raise RuntimeError("Event loop is closed")
         handle = _Handle(callback, args, self, context)
@@ -238,17 +247,18 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
         # (uvicorn sets and cancels a keep-alive timer per request): the
         # same checks, the same heap.  In debug mode CPython's own.
         if self._debug or delay is None:
-            return super().call_later(delay, callback, *args, context=context)
+            return _created_by_caller(super().call_later(delay, callback, *args, context=context))
+        when = self.time() + delay  # before the closed check, as CPython's order goes
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        timer = _TimerHandle(self.time() + delay, callback, args, self, context)
+        timer = _TimerHandle(when, callback, args, self, context)
         heapq.heappush(self._scheduled, timer)
         timer._scheduled = True
         return timer
 
     def call_at(self, when, callback, *args, context=None):
         if self._debug or when is None:
-            return super().call_at(when, callback, *args, context=context)
+            return _created_by_caller(super().call_at(when, callback, *args, context=context))
         if self._closed:
             raise RuntimeError("Event loop is closed")
         timer = _TimerHandle(when, callback, args, self, context)
