@@ -322,3 +322,39 @@ def test_debug_mode_handles_say_where_they_were_made(loop):
     for handle in (loop.call_soon(print), loop.call_later(10, print), loop.call_at(loop.time() + 10, print)):
         assert handle._source_traceback[-1].filename == here, handle._source_traceback[-1]
         handle.cancel()
+
+
+# -- the stream transport's writes within one turn (transport.py)
+
+
+@needs_uring
+@pytest.mark.parametrize("sizes", [[7, 9, 11], [20_000] * 3, [30_000, 30_000, 30_000, 5], [70_000, 3, 1]])
+def test_writes_in_one_turn_arrive_whole_and_in_order(loop, sizes):
+    # Several writes in one callback: joined into one quick send while they
+    # fit, queued behind it beyond that; what is staged counts as buffered.
+    chunks = [bytes([65 + i]) * n for i, n in enumerate(sizes)]
+    sizes_seen = []
+
+    class Burst(asyncio.Protocol):
+        def connection_made(self, transport):
+            for chunk in chunks:
+                transport.write(chunk)
+                sizes_seen.append(transport.get_write_buffer_size())
+            transport.close()
+
+    async def main():
+        server = await loop.create_server(Burst, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        data = await reader.read()  # up to EOF
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return data
+
+    assert loop.run_until_complete(main()) == b"".join(chunks)
+    total = 0
+    for n, seen in zip(sizes, sizes_seen, strict=True):
+        total += n
+        assert seen <= total  # never more than was written; sent at once counts as 0
+    if sum(sizes) <= 64 * 1024:  # one quick send, staged until the turn's enter
+        assert sizes_seen == [sum(sizes[: i + 1]) for i in range(len(sizes))]

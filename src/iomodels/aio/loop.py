@@ -94,6 +94,18 @@ class TimerHandle(events.TimerHandle):
         self._when = when
         self._scheduled = False
 
+    def cancel(self):
+        # TimerHandle.cancel + Handle.cancel in one frame (uvicorn cancels
+        # a keep-alive timer per request): the loop is told first, then the
+        # handle is marked, its repr kept in debug mode, its callback dropped.
+        if not self._cancelled:
+            self._loop._timer_handle_cancelled(self)
+            self._cancelled = True
+            if self._loop.get_debug():
+                self._repr = repr(self)
+            self._callback = None
+            self._args = None
+
 
 _Handle = Handle
 _TimerHandle = TimerHandle

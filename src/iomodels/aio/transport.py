@@ -117,6 +117,10 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
         self._eof = False  # write_eof() was called
         self._quick_data = None  # the last quick send's bytes (see _quick_pending)
         self._quick_stamp = 0
+        # More writes staged in the same turn: all the parts (joined once,
+        # just before the enter: _join_quick) and their size.
+        self._quick_parts = None
+        self._quick_size = 0
         self._waiting_settle = False
         quick = proactor.quick_sender(self) if proactor._quick is not False else None
         self._quick_ud, self._quick_sqe = quick if quick is not None else (0, None)
@@ -367,10 +371,18 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
             stamp = self._quick_stamp
             if stamp == proactor._batch:
                 # Staged this turn, not in the SQ yet: one send with this.
-                if len(quick) + len(data) <= _QUICK_MAX:
-                    data = quick + data
-                    self._quick_data = data
-                    proactor._staged[self._quick_ud] = (self._quick_sqe, data)
+                # The parts are joined once, before the enter: adding them
+                # up one by one copied a 64 KiB message, read as four 16 KiB
+                # chunks, 2.5 times over (160 KiB).
+                parts = self._quick_parts
+                size = (len(quick) if parts is None else self._quick_size) + len(data)
+                if size <= _QUICK_MAX:
+                    if parts is None:
+                        self._quick_parts = [quick, data]
+                        proactor._joining.append(self)
+                    else:
+                        parts.append(data)
+                    self._quick_size = size
                     return
             elif stamp < proactor._settled:
                 quick = None  # it went out (_quick_data is replaced below)
@@ -443,6 +455,17 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
     # dropped lazily, at the next write, so that the hot path never needs a
     # call per settled send.
 
+    def _join_quick(self) -> None:
+        """The writes staged this turn become one quick send (the proactor
+        calls this before it queues the turn's quick sends)."""
+        parts = self._quick_parts
+        if parts is not None:
+            self._quick_parts = None
+            data = self._quick_data = b"".join(parts)
+            staged = self._proactor._staged
+            if self._quick_ud in staged:
+                staged[self._quick_ud] = (self._quick_sqe, data)
+
     def _quick_pending(self) -> bool:
         return self._quick_data is not None and self._quick_stamp >= self._proactor._settled
 
@@ -509,6 +532,7 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
     def _send_staged_now(self) -> None:
         """The loop stops with this transport's quick send staged (already
         taken out of the proactor's staged table): send it the ordinary way."""
+        self._join_quick()
         data = self._quick_data
         self._quick_data = None
         if data is not None and not self._conn_lost:
@@ -607,7 +631,8 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def get_write_buffer_size(self) -> int:
         if self._quick_pending():
-            return self._buffer_size + len(self._quick_data)
+            staged = self._quick_size if self._quick_parts is not None else len(self._quick_data)
+            return self._buffer_size + staged
         return self._buffer_size
 
     def _make_empty_waiter(self):
@@ -657,6 +682,7 @@ class RingSocketTransport(transports._FlowControlMixin, transports.Transport):
         if self._quick_data is not None and self._quick_stamp == self._proactor._batch:
             self._proactor._staged.pop(self._quick_ud, None)  # staged, not in the SQ: dropped
             self._quick_data = None
+            self._quick_parts = None
         if not self._closing:
             self._closing = True
             self._stash.clear()
