@@ -249,3 +249,112 @@ def test_udp_goes_through_the_ring(loop, family, host, monkeypatch):
             assert buf[:4] == b"back"
 
         loop.run_until_complete(main())
+
+
+# -- the lean _run_once / call_soon / call_later (loop.py): asyncio's semantics
+
+
+@needs_uring
+def test_handles_are_asyncios(loop):
+    handle = loop.call_soon(print)
+    timer = loop.call_later(10, print)
+    assert isinstance(handle, asyncio.Handle) and repr(handle).startswith("<Handle print()")
+    assert isinstance(timer, asyncio.TimerHandle) and timer in loop._scheduled and timer._scheduled
+    assert abs(timer.when() - (loop.time() + 10)) < 1
+    handle.cancel()
+    timer.cancel()
+    loop.run_until_complete(asyncio.sleep(0))
+    assert timer not in loop._scheduled  # a cancelled timer at the head of the heap is dropped
+
+
+@needs_uring
+def test_callbacks_run_in_order_and_a_raising_one_is_reported(loop):
+    ran, reported = [], []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+
+    def boom():
+        raise ValueError("boom")
+
+    first = loop.call_soon(ran.append, 1)
+    loop.call_soon(boom)
+    loop.call_soon(ran.append, 2)
+    loop.call_at(loop.time() - 1, ran.append, "due")  # a timer already due runs after the ready ones
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert ran == [1, 2, "due"]
+    [context] = reported
+    assert isinstance(context["exception"], ValueError)
+    assert context["message"].startswith("Exception in callback ") and "boom" in context["message"]
+    assert isinstance(context["handle"], asyncio.Handle) and context["handle"] is not first
+
+
+@needs_uring
+def test_a_handle_with_its_own_run_keeps_it(loop):
+    ran = []
+
+    class Traced(asyncio.Handle):
+        __slots__ = ()
+
+        def _run(self):
+            ran.append("traced")
+            super()._run()
+
+    loop._ready.append(Traced(ran.append, ("callback",), loop))
+    loop.run_until_complete(asyncio.sleep(0))
+    assert ran == ["traced", "callback"]
+
+
+@needs_uring
+def test_debug_mode_logs_a_slow_callback(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.01
+    loop.call_soon(time.sleep, 0.03)
+    with caplog.at_level("WARNING", logger="asyncio"):
+        loop.run_until_complete(asyncio.sleep(0.05))
+    [slow] = [r.getMessage() for r in caplog.records if "Executing <Handle sleep(0.03)" in r.getMessage()]
+    assert "created at " + __file__ in slow  # the caller's line, not the loop's
+
+
+@needs_uring
+def test_debug_mode_handles_say_where_they_were_made(loop):
+    loop.set_debug(True)
+    here = __file__
+    for handle in (loop.call_soon(print), loop.call_later(10, print), loop.call_at(loop.time() + 10, print)):
+        assert handle._source_traceback[-1].filename == here, handle._source_traceback[-1]
+        handle.cancel()
+
+
+# -- the stream transport's writes within one turn (transport.py)
+
+
+@needs_uring
+@pytest.mark.parametrize("sizes", [[7, 9, 11], [20_000] * 3, [30_000, 30_000, 30_000, 5], [70_000, 3, 1]])
+def test_writes_in_one_turn_arrive_whole_and_in_order(loop, sizes):
+    # Several writes in one callback: joined into one quick send while they
+    # fit, queued behind it beyond that; what is staged counts as buffered.
+    chunks = [bytes([65 + i]) * n for i, n in enumerate(sizes)]
+    sizes_seen = []
+
+    class Burst(asyncio.Protocol):
+        def connection_made(self, transport):
+            for chunk in chunks:
+                transport.write(chunk)
+                sizes_seen.append(transport.get_write_buffer_size())
+            transport.close()
+
+    async def main():
+        server = await loop.create_server(Burst, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        data = await reader.read()  # up to EOF
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return data
+
+    assert loop.run_until_complete(main()) == b"".join(chunks)
+    total = 0
+    for n, seen in zip(sizes, sizes_seen, strict=True):
+        total += n
+        assert seen <= total  # never more than was written; sent at once counts as 0
+    if sum(sizes) <= 64 * 1024:  # one quick send, staged until the turn's enter
+        assert sizes_seen == [sum(sizes[: i + 1]) for i in range(len(sizes))]

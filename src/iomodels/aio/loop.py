@@ -24,11 +24,24 @@ READ / WRITE operations still serve ``sock_recv``-style calls on pipes.
 
 from __future__ import annotations
 
+import contextvars
+import heapq
 import selectors
 import socket
 import sys
 import warnings
-from asyncio import base_events, constants, events, exceptions, proactor_events, sslproto, trsock, unix_events
+from asyncio import (
+    base_events,
+    constants,
+    events,
+    exceptions,
+    format_helpers,
+    proactor_events,
+    sslproto,
+    trsock,
+    unix_events,
+)
+from asyncio.log import logger
 from select import POLLIN, POLLOUT
 
 from iomodels.aio.proactor import UringProactor
@@ -36,7 +49,91 @@ from iomodels.aio.transport import RingSocketTransport
 from iomodels.core.server import ACCEPT_RESOURCE_ERRNOS, ACCEPT_SKIP_ERRNOS
 
 _unix = unix_events._UnixSelectorEventLoop
-_Handle = events.Handle
+_MIN_SCHEDULED = base_events._MIN_SCHEDULED_TIMER_HANDLES
+_MIN_CANCELLED_FRACTION = base_events._MIN_CANCELLED_TIMER_HANDLES_FRACTION
+_MAX_SELECT_TIMEOUT = base_events.MAXIMUM_SELECT_TIMEOUT
+
+
+class Handle(events.Handle):
+    """``asyncio.Handle`` as ``call_soon`` makes it outside debug mode: the
+    same slots, methods and name (its repr is a Handle's), with an
+    ``__init__`` that does not ask the loop for its debug flag once more
+    (``call_soon`` has just looked): one Python frame less per callback."""
+
+    __slots__ = ()
+
+    def __init__(self, callback, args, loop, context=None):
+        if context is None:
+            context = contextvars.copy_context()
+        self._context = context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr = None
+        self._source_traceback = None
+
+
+class TimerHandle(events.TimerHandle):
+    """``asyncio.TimerHandle`` as ``call_at`` / ``call_later`` make it
+    outside debug mode, for the same reason as ``Handle``: one frame (not
+    three) to build."""
+
+    __slots__ = ()
+
+    def __init__(self, when, callback, args, loop, context=None):
+        if context is None:
+            context = contextvars.copy_context()
+        self._context = context
+        self._loop = loop
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self._repr = None
+        self._source_traceback = None
+        self._when = when
+        self._scheduled = False
+
+    def cancel(self):
+        # TimerHandle.cancel + Handle.cancel in one frame (uvicorn cancels
+        # a keep-alive timer per request): the loop is told first, then the
+        # handle is marked, its repr kept in debug mode, its callback dropped.
+        if not self._cancelled:
+            self._loop._timer_handle_cancelled(self)
+            self._cancelled = True
+            if self._loop.get_debug():
+                self._repr = repr(self)
+            self._callback = None
+            self._args = None
+
+
+_Handle = Handle
+_TimerHandle = TimerHandle
+# Handle types whose _run() _run_once may do in line: asyncio's own, whose
+# _run is Handle._run (a subclass that overrides it keeps its own).
+_RUN_INLINE = frozenset(
+    cls for cls in (events.Handle, events.TimerHandle, Handle, TimerHandle) if cls._run is events.Handle._run
+)
+
+
+def _created_by_caller(handle):
+    """In debug mode a handle records where it was made, CPython's
+    scheduling methods dropping their own frames from that stack; ours wrap
+    them, so drop ours too: "created at" names the caller's line."""
+    if handle._source_traceback:
+        del handle._source_traceback[-1]
+    return handle
+
+
+def _callback_failed(handle, exc) -> None:
+    """What ``Handle._run`` does when the callback raises."""
+    cb = format_helpers._format_callback_source(handle._callback, handle._args)
+    context = {"message": f"Exception in callback {cb}", "exception": exc, "handle": handle}
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
+
+
 _SEND_NOW = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 
 
@@ -150,12 +247,124 @@ class UringEventLoop(proactor_events.BaseProactorEventLoop):
         # checks it makes outside debug mode, then the handle.  In debug mode
         # CPython's own, with its thread and callback checks.
         if self._debug:
-            return super().call_soon(callback, *args, context=context)
+            return _created_by_caller(super().call_soon(callback, *args, context=context))
         if self._closed:
             raise RuntimeError("Event loop is closed")
         handle = _Handle(callback, args, self, context)
         self._ready.append(handle)
         return handle
+
+    def call_later(self, delay, callback, *args, context=None):
+        # BaseEventLoop.call_later + call_at in one frame outside debug mode
+        # (uvicorn sets and cancels a keep-alive timer per request): the
+        # same checks, the same heap.  In debug mode CPython's own.
+        if self._debug or delay is None:
+            return _created_by_caller(super().call_later(delay, callback, *args, context=context))
+        when = self.time() + delay  # before the closed check, as CPython's order goes
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        timer = _TimerHandle(when, callback, args, self, context)
+        heapq.heappush(self._scheduled, timer)
+        timer._scheduled = True
+        return timer
+
+    def call_at(self, when, callback, *args, context=None):
+        if self._debug or when is None:
+            return _created_by_caller(super().call_at(when, callback, *args, context=context))
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        timer = _TimerHandle(when, callback, args, self, context)
+        heapq.heappush(self._scheduled, timer)
+        timer._scheduled = True
+        return timer
+
+    def _run_once(self):
+        # BaseEventLoop._run_once (CPython 3.11) with the same steps, in
+        # the same order, minus the generic work a hot turn pays for
+        # nothing: the clock is read only when there are timers, and a
+        # ready callback is run in line (Handle._run's body, here) instead
+        # of through one more Python frame.  The timers' clean-up of
+        # cancelled handles, the debug path (current handle, slow-callback
+        # warning) and a handle class with its own _run are CPython's.
+        scheduled = self._scheduled
+        if scheduled:
+            sched_count = len(scheduled)
+            if (
+                sched_count > _MIN_SCHEDULED
+                and self._timer_cancelled_count / sched_count > _MIN_CANCELLED_FRACTION
+            ):
+                # Many cancelled timers: rebuild the heap without them.
+                new_scheduled = []
+                for handle in scheduled:
+                    if handle._cancelled:
+                        handle._scheduled = False
+                    else:
+                        new_scheduled.append(handle)
+                heapq.heapify(new_scheduled)
+                self._scheduled = scheduled = new_scheduled
+                self._timer_cancelled_count = 0
+            else:
+                # Remove cancelled timers from the head of the heap.
+                while scheduled and scheduled[0]._cancelled:
+                    self._timer_cancelled_count -= 1
+                    handle = heapq.heappop(scheduled)
+                    handle._scheduled = False
+
+        ready = self._ready
+        if ready or self._stopping:
+            timeout = 0
+        elif scheduled:
+            timeout = min(max(0, scheduled[0]._when - self.time()), _MAX_SELECT_TIMEOUT)
+        else:
+            timeout = None
+
+        event_list = self._selector.select(timeout)
+        self._process_events(event_list)
+        event_list = None  # Needed to break cycles when an exception occurs.
+
+        if scheduled:
+            # Timers that are due join the ready callbacks.
+            end_time = self.time() + self._clock_resolution
+            while scheduled:
+                handle = scheduled[0]
+                if handle._when >= end_time:
+                    break
+                handle = heapq.heappop(scheduled)
+                handle._scheduled = False
+                ready.append(handle)
+
+        # Only the callbacks ready now: those they schedule wait for the
+        # next turn (after the next poll for IO), as in CPython.
+        popleft = ready.popleft
+        inline = _RUN_INLINE
+        for _ in range(len(ready)):
+            handle = popleft()
+            if handle._cancelled:
+                continue
+            if self._debug:
+                self._run_debug(handle)
+            elif handle.__class__ in inline:
+                try:
+                    handle._context.run(handle._callback, *handle._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    _callback_failed(handle, exc)
+            else:
+                handle._run()
+        handle = None  # Needed to break cycles when an exception occurs.
+
+    def _run_debug(self, handle) -> None:
+        # BaseEventLoop._run_once's debug branch: time each callback.
+        try:
+            self._current_handle = handle
+            t0 = self.time()
+            handle._run()
+            dt = self.time() - t0
+            if dt >= self.slow_callback_duration:
+                logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), dt)
+        finally:
+            self._current_handle = None
 
     def _start_serving(
         self,

@@ -113,6 +113,7 @@ class UringProactor:
         # written this turn, queued just before the enter; the transports
         # that own quick user_data; those to tell when a batch has settled.
         self._staged: dict = {}
+        self._joining: list = []  # transports that staged more than one write this turn
         self._quick_owners: dict = {}
         self._waiting: list = []
         self._batch = 0  # counts enters: a quick send staged now is stamped with it
@@ -553,6 +554,11 @@ class UringProactor:
         ring = self._ring
         if self._recycled:
             self._flush_recycled()  # the buffers copied out last turn go back first
+        if self._joining:
+            joining = self._joining
+            self._joining = []
+            for transport in joining:
+                transport._join_quick()
         staged = self._staged
         if staged:
             # This turn's quick sends: into the SQ now, run by this enter.
@@ -699,6 +705,7 @@ class UringProactor:
         self._cache.clear()
         self._handlers.clear()
         self._staged.clear()
+        self._joining.clear()
         self._quick_owners.clear()
         self._waiting.clear()
 
