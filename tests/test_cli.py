@@ -61,6 +61,8 @@ def test_bad_usage_is_one_line_and_status_2(args):
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1, lines
     assert "error" in lines[0]
+    if args[0] == "serve":  # the subcommand says it, whichever error it is
+        assert lines[0].startswith("iomodels serve: error: "), lines
 
 
 def test_unavailable_model_is_status_2_with_reason():
