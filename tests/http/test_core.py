@@ -62,19 +62,22 @@ MODES = ["whole", "bytewise", "trailing"]
 
 GOOD = {
     "get": (b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n", [("request", b"GET", b"/plaintext", "1.1", True)]),
-    "query": (b"GET /json?x=1 HTTP/1.1\r\n\r\n", [("request", b"GET", b"/json?x=1", "1.1", True)]),
+    "query": (b"GET /json?x=1 HTTP/1.1\r\nHost: t\r\n\r\n", [("request", b"GET", b"/json?x=1", "1.1", True)]),
     "http10": (b"GET / HTTP/1.0\r\n\r\n", [("request", b"GET", b"/", "1.0", False)]),
     "http10_keepalive": (
         b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
         [("request", b"GET", b"/", "1.0", True)],
     ),
-    "close": (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", [("request", b"GET", b"/", "1.1", False)]),
+    "close": (
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        [("request", b"GET", b"/", "1.1", False)],
+    ),
     "content_length": (
-        b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
         [("request", b"POST", b"/echo", "1.1", True), b"hello"],
     ),
     "chunked": (
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nT: v\r\n\r\n",
         [("request", b"POST", b"/echo", "1.1", True), b"abcde"],
     ),
@@ -89,7 +92,7 @@ def test_good_requests(case: str, mode: str) -> None:
 
 
 def test_pipelined_requests_come_out_in_order() -> None:
-    data = b"".join(b"GET /%d HTTP/1.1\r\n\r\n" % i for i in range(5))
+    data = b"".join(b"GET /%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(5))
     for mode in ("whole", "bytewise"):
         got = feed(data, mode)
         assert [e[2] for e in got if isinstance(e, tuple)] == [b"/%d" % i for i in range(5)]
@@ -97,7 +100,9 @@ def test_pipelined_requests_come_out_in_order() -> None:
 
 def test_request_fields_that_shape_the_answer() -> None:
     conn = HttpConnection()
-    conn.receive_data(b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\nX-A: b\r\n\r\n")
+    conn.receive_data(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\nX-A: b\r\n\r\n"
+    )
     request = conn.next_event()
     assert request.expect_continue and request.content_length == 3 and not request.chunked
     assert request.headers[-1] == (b"X-A", b"b")
@@ -109,7 +114,9 @@ def test_request_fields_that_shape_the_answer() -> None:
 
 def test_upgrade_is_answered_and_parsing_stops() -> None:
     conn = HttpConnection()
-    conn.receive_data(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\x81\x00")
+    conn.receive_data(
+        b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\x81\x00"
+    )
     request = conn.next_event()
     assert request.upgrade and conn.next_event() is END_OF_MESSAGE and conn.next_event() is NEED_DATA
     conn.receive_data(TRAILER)  # another protocol's bytes: never parsed as HTTP
@@ -121,32 +128,40 @@ BAD = {
     "garbage": (b"GARBAGE\r\n\r\n", 400),
     "bad_request_line": (b"GET / HTTP/1.1 extra\r\n\r\n", 400),
     "bare_lf": (b"GET / HTTP/1.1\nHost: a\n\n", 400),
-    "bad_header_name": (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
-    "header_without_colon": (b"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400),
-    "too_many_fields": (b"GET / HTTP/1.1\r\n" + b"X: v\r\n" * 101 + b"\r\n", 431),
-    "huge_field": (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * BIG + b"\r\n\r\n", 431),
-    "huge_target": (b"GET /" + b"a" * BIG + b" HTTP/1.1\r\n\r\n", 431),
-    "content_length_over_max": (b"POST /echo HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", 413),
+    "bad_header_name": (b"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", 400),
+    "header_without_colon": (b"GET / HTTP/1.1\r\nHost: t\r\nNoColon\r\n\r\n", 400),
+    "too_many_fields": (b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X: v\r\n" * 101 + b"\r\n", 431),
+    "huge_field": (b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * BIG + b"\r\n\r\n", 431),
+    "huge_target": (b"GET /" + b"a" * BIG + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+    "no_host": (b"GET / HTTP/1.1\r\n\r\n", 400),
+    "two_hosts": (b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400),
+    "two_hosts_1_0": (b"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", 400),
+    "content_length_over_max": (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n", 413),
     "chunked_over_max": (
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n" + b"a" * 1001 + b"\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n"
+        + b"a" * 1001
+        + b"\r\n0\r\n\r\n",
         413,
     ),
-    "unknown_coding": (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    "unknown_coding": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
     "unknown_coding_then_chunked": (
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
         501,
     ),
     "length_and_chunked": (
-        b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         400,
     ),
     "chunked_and_length": (
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
         400,
     ),
-    "two_lengths": (b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
-    "negative_length": (b"POST /echo HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-    "bad_chunk_size": (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    "two_lengths": (
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    ),
+    "negative_length": (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400),
+    "bad_chunk_size": (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
     "http2": (b"GET / HTTP/2.0\r\n\r\n", 505),
     "http09": (b"GET /\r\n\r\n", 505),
 }
@@ -172,11 +187,11 @@ def test_error_is_sticky() -> None:
 
 def test_eof_mid_request_is_an_error_and_between_requests_is_not() -> None:
     conn = HttpConnection()
-    conn.receive_data(b"GET / HTTP/1.1\r\n\r\n")
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     conn.receive_data(b"")
     assert [e for e in drain(conn) if isinstance(e, tuple)] == [("request", b"GET", b"/", "1.1", True)]
     conn = HttpConnection()
-    conn.receive_data(b"POST /echo HTTP/1.1\r\nContent-Length: 9\r\n\r\nabc")
+    conn.receive_data(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\nabc")
     conn.receive_data(b"")
     assert drain(conn)[-1] == ("error", 400)
 
@@ -184,7 +199,7 @@ def test_eof_mid_request_is_an_error_and_between_requests_is_not() -> None:
 def test_head_deadline_cuts_a_trickle() -> None:
     """A slowloris: a byte a second keeps any idle timer happy; the deadline does not."""
     conn = HttpConnection(Limits(header_timeout_s=10))
-    head = b"GET / HTTP/1.1\r\nX: " + b"a" * 30
+    head = b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 30
     for second, byte in enumerate(head):
         conn.receive_data(bytes([byte]), now=100.0 + second)
         if conn.state == "ERROR":
@@ -195,11 +210,11 @@ def test_head_deadline_cuts_a_trickle() -> None:
 
 def test_head_within_the_deadline_passes() -> None:
     conn = HttpConnection(Limits(header_timeout_s=10))
-    conn.receive_data(b"GET / HTTP/1.1\r\n", now=0.0)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: t\r\n", now=0.0)
     conn.receive_data(b"\r\n", now=9.5)
     assert drain(conn)[-1] is END_OF_MESSAGE
     # The clock starts at each request's first byte, not at the connection's.
-    conn.receive_data(b"GET / HTTP/1.1\r\n", now=50.0)
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: t\r\n", now=50.0)
     conn.receive_data(b"X: 1\r\n", now=59.9)
     assert conn.next_event() is NEED_DATA
     conn.receive_data(b"Y: 2\r\n", now=60.1)
@@ -208,7 +223,7 @@ def test_head_within_the_deadline_passes() -> None:
 
 def test_slow_body_is_cut_after_the_grace() -> None:
     conn = HttpConnection(Limits(min_body_rate=100, body_rate_grace_s=5))
-    conn.receive_data(b"POST /echo HTTP/1.1\r\nContent-Length: 100000\r\n\r\n", now=0.0)
+    conn.receive_data(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n", now=0.0)
     for second in range(1, 20):
         conn.receive_data(b"x" * 50, now=float(second))  # 50 B/s
         if conn.state == "ERROR":
@@ -218,7 +233,7 @@ def test_slow_body_is_cut_after_the_grace() -> None:
 
 def test_fast_body_passes_and_paused_time_is_forgiven() -> None:
     conn = HttpConnection(Limits(min_body_rate=100, body_rate_grace_s=5))
-    conn.receive_data(b"POST /echo HTTP/1.1\r\nContent-Length: 100000\r\n\r\n", now=0.0)
+    conn.receive_data(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n", now=0.0)
     conn.receive_data(b"x" * 1000, now=6.0)
     conn.restart_body_clock(60.0)  # we paused reading for 54 s: not the peer's fault
     conn.receive_data(b"x" * 1000, now=66.0)
@@ -227,7 +242,7 @@ def test_fast_body_passes_and_paused_time_is_forgiven() -> None:
 
 def test_response_framing() -> None:
     request = HttpConnection()
-    request.receive_data(b"GET / HTTP/1.1\r\n\r\n")
+    request.receive_data(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     r11 = request.next_event()
     head, chunked, keep_alive = HttpConnection.response_head(r11, 200, [(b"A", b"b")], 5, b"D")
     assert head == b"HTTP/1.1 200 OK\r\nServer: iomodels\r\nDate: D\r\nA: b\r\nContent-Length: 5\r\n\r\n"

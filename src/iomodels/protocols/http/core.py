@@ -9,7 +9,7 @@ queues events that ``next_event()`` hands out one at a time:
                        per chunk on the hot path)
     END_OF_MESSAGE     the request is complete
     RemoteError        the peer broke the protocol or a limit; ``status`` is the
-                       answer to send (400, 408, 413, 431, 501, 505) before
+                       answer to send (400, 408, 413, 414, 431, 501, 505) before
                        closing.  Nothing is parsed after it: errors are sticky,
                        as llhttp's are.
     NEED_DATA          nothing queued: feed more bytes
@@ -26,7 +26,10 @@ and decides whether the connection stays open; ``response_data`` and
 Limits cite precedents (h11 does the same):
 - head: 64 KiB of request line and fields (h11: 16 KiB; node.js: 16 KiB, was
   80 KiB; nginx: 4 x 8 KiB large_client_header_buffers), and 100 fields
-  (Apache's LimitRequestFields default) -> 431;
+  (Apache's LimitRequestFields default) -> 431; a request target alone over
+  64 KiB -> 414;
+- Host: a 1.1 request without one, or any request with two -> 400 (RFC 9112
+  3.2);
 - body: ``max_body`` bytes -> 413, from Content-Length before any body byte
   is read, else as a chunked body passes it;
 - a head must be complete within ``header_timeout`` seconds of its first byte
@@ -74,6 +77,7 @@ REASONS = {
     405: "Method Not Allowed",
     408: "Request Timeout",
     413: "Content Too Large",
+    414: "URI Too Long",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
@@ -184,6 +188,7 @@ class HttpConnection:
         self._request: Request | None = None
         self._head_bytes = 0  # request line + fields seen so far, precisely
         self._fed_in_head = 0  # bytes fed while the head was incomplete (memory bound)
+        self._hosts = 0  # Host fields in this head
         self.head_started_at = 0.0
         self.body_started_at = 0.0
         self.body_bytes = 0  # of the current request
@@ -267,6 +272,7 @@ class HttpConnection:
         self.state = HEAD
         self._head_bytes = 0
         self._fed_in_head = 0
+        self._hosts = 0
         self.head_started_at = self._now
 
     def on_url(self, url: bytes) -> None:
@@ -275,7 +281,7 @@ class HttpConnection:
         request.target = request.target + url if request.target else url
         self._head_bytes += len(url)
         if self._head_bytes > self.limits.max_head_bytes:
-            raise RemoteError(431, "request head too large")
+            raise RemoteError(414, f"request target over {self.limits.max_head_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self._request
@@ -295,6 +301,8 @@ class HttpConnection:
         elif len(name) == 6 and name.lower() == b"expect":
             if value.strip().lower() == b"100-continue":
                 request.expect_continue = True
+        elif len(name) == 4 and name.lower() == b"host":
+            self._hosts += 1
         elif len(name) == 14 and name.lower() == b"content-length":
             # llhttp has already refused duplicates, signs and overflow.
             request.content_length = int(value)
@@ -309,6 +317,10 @@ class HttpConnection:
         if version != "1.1" and version != "1.0":
             raise RemoteError(505, f"HTTP/{version} not supported")
         request.http_version = version
+        # RFC 9112 3.2: a 1.1 request without Host, or any request with two,
+        # MUST get a 400 (h11 and nginx do the same).
+        if self._hosts != 1 and (self._hosts or version == "1.1"):
+            raise RemoteError(400, "no Host header" if not self._hosts else "more than one Host header")
         if version == "1.0":  # RFC 9110 10.1.1: MUST ignore a 1.0 request's 100-continue
             request.expect_continue = False
         elif request.expect_continue and not request.has_body:
