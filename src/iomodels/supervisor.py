@@ -128,7 +128,7 @@ class Supervisor:
         self.backoff_s = 0.0
         self.next_spawn_at = 0.0
         self.listener: socket.socket | None = None  # --shared-listener: the one socket
-        self.port_holder: socket.socket | None = None  # SO_REUSEPORT: bound, never listening
+        self.port_holder: socket.socket | None = None  # bound, never listening, no SO_REUSEPORT
         self.worker_config = config
         self._status_buffer = b""
 
@@ -153,9 +153,14 @@ class Supervisor:
         else:
             # Holds the port (--port 0 picks it here) without receiving
             # connections: only listening sockets join the SO_REUSEPORT group.
-            self.port_holder = sock = make_listener(
-                config.host, config.port, config.backlog, reuse_port=True, listen=False
-            )
+            # Bound without SO_REUSEPORT, so that it is also the guard against
+            # a second server on the port (Linux 6.x, tried here): with
+            # SO_REUSEPORT it would bind beside another supervisor's listening
+            # workers, and its own workers would join their group and take a
+            # share of the connections; without it, it fails with EADDRINUSE
+            # as a plain server does.  Our workers still bind: SO_REUSEADDR on
+            # both lets them bind beside a socket that does not listen.
+            self.port_holder = sock = make_listener(config.host, config.port, config.backlog, listen=False)
             _enable_migrate_req()
         port = sock.getsockname()[1]
         # The workers' stop budget is what the supervisor's leaves after the close notice.
