@@ -8,7 +8,8 @@ accepts, and from then on only reacts:
   a worker dies        reaped and replaced; one that keeps dying young is
                        replaced after a back-off that doubles (0.1 s .. 10 s)
   SIGTERM / SIGINT     every worker retires (below); exit 0 when none is left
-                       (a second signal: SIGKILL to every worker, exit 0)
+                       (a second signal: SIGKILL to every process below the
+                       supervisor, the workers' own children included; exit 0)
   SIGHUP               rolling reload: a new generation of workers starts
                        (importing --protocol MODULE:CALLABLE afresh: the
                        supervisor never imports it); once all of them accept,
@@ -89,6 +90,9 @@ UNBALANCED_WHEN_SHARED = {
     "sigio": "F_SETOWN belongs to the shared socket, so only the last worker to arm it is signalled",
 }
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>, Linux 3.4+
+KILL_ALL_S = 5.0  # SIGKILLed processes are gone in ms; this bounds a stuck exit (D state)
+KILL_ALL_CHECK_S = 0.005
 
 
 def close_notice_s(graceful_timeout_s: float) -> float:
@@ -174,6 +178,11 @@ class Supervisor:
         wake_r.setblocking(False)
         wake_w.setblocking(False)
         self._fds_to_close_in_worker = [status_r, wake_r.fileno(), wake_w.fileno()]
+        # Orphans of a dead worker (the processes model's per-connection
+        # children) become our children, not init's: a stop can then find and
+        # kill them, and we reap them.  Not inherited by the workers.
+        if not _become_subreaper():
+            log.debug("supervisor: not a subreaper: a dead worker's orphans go to init")
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         previous = {signum: signal.signal(signum, self._enqueue) for signum in SUPERVISOR_SIGNALS}
         log.info(
@@ -187,9 +196,11 @@ class Supervisor:
         try:
             return self._loop(status_r, wake_r)
         finally:
-            for pid in list(self.workers):  # only after an exception: the loop leaves none
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            # The loop leaves no worker, but a worker SIGKILLed at the stop
+            # deadline may leave children (now ours) still stopping: nothing
+            # of the server outlives the supervisor.  After an exception, the
+            # workers too.
+            self._kill_everything()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             signal.set_wakeup_fd(old_wakeup)
@@ -241,8 +252,8 @@ class Supervisor:
                 log.info("supervisor: %s: stopping %d worker(s) (again: at once)", name, len(self.workers))
                 self._begin_stop()
             else:
-                log.info("supervisor: %s again: killing every worker", name)
-                self._signal_all(signal.SIGKILL)
+                log.info("supervisor: %s again: killing every worker and their children", name)
+                self._kill_everything()
         elif signum == signal.SIGHUP:
             self._reload()
         elif signum == signal.SIGTTIN:
@@ -283,6 +294,29 @@ class Supervisor:
     def _signal_all(self, signum: int) -> None:
         for pid in list(self.workers):
             self._kill(pid, signum)
+
+    def _kill_everything(self) -> None:
+        """SIGKILL every process below the supervisor, however deep, and reap.
+
+        Killing only the workers is not enough: the processes model's
+        per-connection children would get PR_SET_PDEATHSIG's SIGTERM and begin
+        a graceful stop of their own, serving on for up to --graceful-timeout
+        after the supervisor exited.  A worker may fork between the scan and
+        its SIGKILL; as a subreaper we inherit that child, so the next scan
+        sees it: scan until nothing lives below us."""
+        deadline = time.monotonic() + KILL_ALL_S
+        while True:
+            below = _descendants(os.getpid())
+            for pid in below:
+                self._kill(pid, signal.SIGKILL)
+            self._reap()
+            if not below:
+                break
+            if time.monotonic() > deadline:
+                log.warning("supervisor: %d process(es) still alive after SIGKILL: %s", len(below), below)
+                break
+            time.sleep(KILL_ALL_CHECK_S)
+        self._signal_all(signal.SIGKILL)  # without /proc the scan saw nothing: the workers at least
 
     @staticmethod
     def _kill(pid: int, signum: int) -> None:
@@ -544,6 +578,44 @@ def _die_with_parent() -> None:
         pass
     if os.getppid() != parent:  # it died before the prctl
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _become_subreaper() -> bool:
+    """PR_SET_CHILD_SUBREAPER: orphans below us are reparented to us (Linux 3.4+)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _descendants(root: int) -> list[int]:
+    """The live processes below ``root``, however deep, from /proc's parent
+    pids (empty without /proc).  Zombies are left out: they run nothing, and
+    those of ours are reaped by the caller."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                # After the command name, which may hold spaces and ')': state, ppid, ...
+                state, ppid = f.read().rsplit(b")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if state not in (b"Z", b"X"):
+            children.setdefault(int(ppid), []).append(int(name))
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        below = children.get(pending.pop(), [])
+        found += below
+        pending += below
+    return found
 
 
 def _enable_migrate_req() -> None:

@@ -1,16 +1,62 @@
-"""serve --workers: a second server on the port of a running one is refused,
-as without --workers."""
+"""serve --workers: a second stop signal leaves nothing of the server behind,
+the processes model's per-connection children included; and a second server
+on the port of a running one is refused, as without --workers."""
 
 from __future__ import annotations
 
 import http.client
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
-from workers_support import wait_workers
+from workers_support import wait_for, wait_workers
 
-from helpers import Server
+from helpers import Flood, Server, group_pids, model_params, wait_group_gone
+
+# Long enough that a child still stopping gracefully would still be there
+# when the test looks: the stop now must not wait for any of it.
+GRACEFUL_S = 30.0
+CHUNK = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"  # one 64 KiB chunk of a chunked body
+
+
+def _blocked_upload(server: Server) -> Flood:
+    """A client uploading to /echo without reading the echo: its connection
+    stays busy (and, with processes, its child alive) through a graceful stop."""
+    sock = server.connect()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    flood = Flood(sock, CHUNK).start()
+    assert flood.wait_stalled(quiet=0.5, timeout=15), f"the upload ended: {flood.error!r}"
+    return flood
+
+
+@pytest.mark.parametrize("model", model_params(["processes", "threads"]))
+def test_second_stop_signal_leaves_no_process(model: str) -> None:
+    server = Server(model, "--workers", "2", "--graceful-timeout", str(GRACEFUL_S), protocol="http")
+    flood = None
+    try:
+        wait_workers(server, 2)
+        flood = _blocked_upload(server)
+        if model == "processes":  # the upload's child, below a worker
+            wait_for("a per-connection child", lambda: len(group_pids(server.pgid)) >= 4, 10, server)
+        server.signal(signal.SIGTERM)
+        time.sleep(0.5)  # the workers are retiring: notice sent, the child is told too
+        server.signal(signal.SIGTERM)
+        status = server.wait(10)
+        assert status == 0, f"exit status {status}; log:\n{server.stderr()[-3000:]}"
+        # Nothing may be left stopping on its own clock (30 s here): a few
+        # hundred ms covers the kernel's reaping on a loaded machine.
+        left = wait_group_gone(server.pgid, 2.0)
+        assert left == [], f"processes {left} still running after the supervisor exited"
+        assert "again: killing every worker and their children" in server.stderr()
+        assert flood.wait_ended(5), "the uploading client was not disconnected"
+    finally:
+        if flood is not None:
+            flood.stop()
+        server.stop()
 
 
 def _index_model(port: int) -> str:
