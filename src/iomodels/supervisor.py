@@ -133,6 +133,7 @@ class Supervisor:
         self.next_spawn_at = 0.0
         self.listener: socket.socket | None = None  # --shared-listener: the one socket
         self.port_holder: socket.socket | None = None  # bound, never listening, no SO_REUSEPORT
+        self.first_socket: socket.socket | None = None  # the first worker's, listening from the start
         self.worker_config = config
         self._status_buffer = b""
 
@@ -165,6 +166,19 @@ class Supervisor:
             # as a plain server does.  Our workers still bind: SO_REUSEADDR on
             # both lets them bind beside a socket that does not listen.
             self.port_holder = sock = make_listener(config.host, config.port, config.backlog, listen=False)
+            # The holder refuses a second server only once something listens
+            # on the port, and the workers listen only after their fork and
+            # imports (a few hundred ms): a second supervisor starting then
+            # would bind beside us.  So the first worker's socket listens now,
+            # made here and inherited, as a plain server's does; connections
+            # queue on it until that worker accepts.
+            try:
+                self.first_socket = make_listener(
+                    config.host, sock.getsockname()[1], config.backlog, reuse_port=True
+                )
+            except BaseException:
+                sock.close()
+                raise
             _enable_migrate_req()
         port = sock.getsockname()[1]
         # The workers' stop budget is what the supervisor's leaves after the close notice.
@@ -209,6 +223,8 @@ class Supervisor:
             wake_r.close()
             wake_w.close()
             sock.close()
+            if self.first_socket is not None:  # never forked
+                self.first_socket.close()
 
     def _enqueue(self, signum: int, frame: object) -> None:
         self.signals.put_nowait(signum)  # no logging, no reaping here (see the module docstring)
@@ -347,6 +363,9 @@ class Supervisor:
             finally:
                 os._exit(status)  # never return into the supervisor's loop
         self.workers[pid] = Worker(pid, generation, time.monotonic())
+        if self.first_socket is not None:  # that worker's now; no other may inherit it
+            self.first_socket.close()
+            self.first_socket = None
         log.debug("supervisor: started worker %d (generation %d)", pid, generation)
 
     def _worker_process(self) -> int:
@@ -365,7 +384,7 @@ class Supervisor:
         if self.port_holder is not None:
             self.port_holder.close()
         _die_with_parent()
-        return worker_main(self.worker_config, self.listener, self._status_w)
+        return worker_main(self.worker_config, self.listener, self._status_w, self.first_socket)
 
     def _read_status(self, fd: int) -> None:
         try:
@@ -527,8 +546,13 @@ class Supervisor:
 # ---- the worker process
 
 
-def worker_main(config: ServerConfig, shared: socket.socket | None, status_fd: int) -> int:
-    """Build the model's server (fresh imports of --protocol) and serve; the exit status."""
+def worker_main(
+    config: ServerConfig, shared: socket.socket | None, status_fd: int, own: socket.socket | None = None
+) -> int:
+    """Build the model's server (fresh imports of --protocol) and serve; the exit status.
+    ``shared``: the --shared-listener socket; else ``own``, this worker's
+    SO_REUSEPORT socket if the supervisor made it (the first worker), or one
+    made here."""
     from iomodels import serve
 
     try:
@@ -538,6 +562,8 @@ def worker_main(config: ServerConfig, shared: socket.socket | None, status_fd: i
         return EXIT_CONFIG
     if shared is not None:
         listener = shared
+    elif own is not None:
+        listener = own
     else:
         try:
             listener = make_listener(config.host, config.port, config.backlog, reuse_port=True)

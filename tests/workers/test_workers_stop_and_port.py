@@ -4,7 +4,10 @@ on the port of a running one is refused, as without --workers."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
+import select
 import signal
 import socket
 import subprocess
@@ -14,7 +17,7 @@ import time
 import pytest
 from workers_support import wait_for, wait_workers
 
-from helpers import Flood, Server, group_pids, model_params, wait_group_gone
+from helpers import Flood, Server, group_pids, model_params, recv_until_eof, wait_group_gone
 
 # Long enough that a child still stopping gracefully would still be there
 # when the test looks: the stop now must not wait for any of it.
@@ -98,3 +101,59 @@ def test_second_server_on_the_port_is_refused(first: str, second: str) -> None:
         answered_by = [_index_model(server.port) for _ in range(40)]
         assert answered_by == [model] * 40, answered_by
         assert server.alive()
+
+
+def test_second_server_is_refused_while_the_first_workers_start(tmp_path) -> None:
+    """Before its workers listen (fork, imports): the first worker's socket,
+    made by the supervisor at once, already holds the port."""
+    gate = tmp_path / "go"
+    (tmp_path / "gated_proto.py").write_text(
+        "import pathlib, time\n"
+        f"while not pathlib.Path({str(gate)!r}).exists():  # the workers import this: they wait\n"
+        "    time.sleep(0.05)\n"
+        "from iomodels.protocols.upper import UpperProtocol\n"
+    )
+    with socket.socket() as probe:  # a free port, for both servers
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "first.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+    }
+    command = [sys.executable, "-m", "iomodels", "serve", "--model", "epoll", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", "2", "--log-level", "debug"]
+    with open(log, "w") as log_file:
+        first = subprocess.Popen(
+            [*command, "--protocol", "gated_proto:UpperProtocol"],
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        wait_for("the supervisor started", lambda: "supervisor: model=" in log.read_text(), 20)
+        for args in (("--workers", "2"), ()):
+            second = [sys.executable, "-m", "iomodels", "serve", "--model", "threads", "--protocol", "upper"]
+            second += ["--host", "127.0.0.1", "--port", str(port), *args]
+            done = subprocess.run(second, capture_output=True, text=True, timeout=30)
+            assert done.returncode == 1, f"{args}: status {done.returncode}\n{done.stdout}\n{done.stderr}"
+            assert "Address already in use" in done.stderr, done.stderr
+        assert first.poll() is None and "accepting" not in log.read_text(), (
+            "the first started too soon to test"
+        )
+        gate.touch()
+        ready, _, _ = select.select([first.stdout], [], [], 20)
+        assert ready and b"listening on" in first.stdout.readline(), log.read_text()[-3000:]
+        for _ in range(10):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"hello\n")
+                sock.shutdown(socket.SHUT_WR)
+                assert recv_until_eof(sock)[0] == b"HELLO\n"
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(15) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        first.stdout.close()
