@@ -8,7 +8,8 @@ accepts, and from then on only reacts:
   a worker dies        reaped and replaced; one that keeps dying young is
                        replaced after a back-off that doubles (0.1 s .. 10 s)
   SIGTERM / SIGINT     every worker retires (below); exit 0 when none is left
-                       (a second signal: SIGKILL to every worker, exit 0)
+                       (a second signal: SIGKILL to every process below the
+                       supervisor, the workers' own children included; exit 0)
   SIGHUP               rolling reload: a new generation of workers starts
                        (importing --protocol MODULE:CALLABLE afresh: the
                        supervisor never imports it); once all of them accept,
@@ -89,6 +90,9 @@ UNBALANCED_WHEN_SHARED = {
     "sigio": "F_SETOWN belongs to the shared socket, so only the last worker to arm it is signalled",
 }
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>, Linux 3.4+
+KILL_ALL_S = 5.0  # SIGKILLed processes are gone in ms; this bounds a stuck exit (D state)
+KILL_ALL_CHECK_S = 0.005
 
 
 def close_notice_s(graceful_timeout_s: float) -> float:
@@ -128,7 +132,8 @@ class Supervisor:
         self.backoff_s = 0.0
         self.next_spawn_at = 0.0
         self.listener: socket.socket | None = None  # --shared-listener: the one socket
-        self.port_holder: socket.socket | None = None  # SO_REUSEPORT: bound, never listening
+        self.port_holder: socket.socket | None = None  # bound, never listening, no SO_REUSEPORT
+        self.first_socket: socket.socket | None = None  # the first worker's, listening from the start
         self.worker_config = config
         self._status_buffer = b""
 
@@ -153,9 +158,27 @@ class Supervisor:
         else:
             # Holds the port (--port 0 picks it here) without receiving
             # connections: only listening sockets join the SO_REUSEPORT group.
-            self.port_holder = sock = make_listener(
-                config.host, config.port, config.backlog, reuse_port=True, listen=False
-            )
+            # Bound without SO_REUSEPORT, so that it is also the guard against
+            # a second server on the port (Linux 6.x, tried here): with
+            # SO_REUSEPORT it would bind beside another supervisor's listening
+            # workers, and its own workers would join their group and take a
+            # share of the connections; without it, it fails with EADDRINUSE
+            # as a plain server does.  Our workers still bind: SO_REUSEADDR on
+            # both lets them bind beside a socket that does not listen.
+            self.port_holder = sock = make_listener(config.host, config.port, config.backlog, listen=False)
+            # The holder refuses a second server only once something listens
+            # on the port, and the workers listen only after their fork and
+            # imports (a few hundred ms): a second supervisor starting then
+            # would bind beside us.  So the first worker's socket listens now,
+            # made here and inherited, as a plain server's does; connections
+            # queue on it until that worker accepts.
+            try:
+                self.first_socket = make_listener(
+                    config.host, sock.getsockname()[1], config.backlog, reuse_port=True
+                )
+            except BaseException:
+                sock.close()
+                raise
             _enable_migrate_req()
         port = sock.getsockname()[1]
         # The workers' stop budget is what the supervisor's leaves after the close notice.
@@ -169,6 +192,11 @@ class Supervisor:
         wake_r.setblocking(False)
         wake_w.setblocking(False)
         self._fds_to_close_in_worker = [status_r, wake_r.fileno(), wake_w.fileno()]
+        # Orphans of a dead worker (the processes model's per-connection
+        # children) become our children, not init's: a stop can then find and
+        # kill them, and we reap them.  Not inherited by the workers.
+        if not _become_subreaper():
+            log.debug("supervisor: not a subreaper: a dead worker's orphans go to init")
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         previous = {signum: signal.signal(signum, self._enqueue) for signum in SUPERVISOR_SIGNALS}
         log.info(
@@ -182,9 +210,11 @@ class Supervisor:
         try:
             return self._loop(status_r, wake_r)
         finally:
-            for pid in list(self.workers):  # only after an exception: the loop leaves none
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            # The loop leaves no worker, but a worker SIGKILLed at the stop
+            # deadline may leave children (now ours) still stopping: nothing
+            # of the server outlives the supervisor.  After an exception, the
+            # workers too.
+            self._kill_everything()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             signal.set_wakeup_fd(old_wakeup)
@@ -193,6 +223,8 @@ class Supervisor:
             wake_r.close()
             wake_w.close()
             sock.close()
+            if self.first_socket is not None:  # never forked
+                self.first_socket.close()
 
     def _enqueue(self, signum: int, frame: object) -> None:
         self.signals.put_nowait(signum)  # no logging, no reaping here (see the module docstring)
@@ -236,8 +268,8 @@ class Supervisor:
                 log.info("supervisor: %s: stopping %d worker(s) (again: at once)", name, len(self.workers))
                 self._begin_stop()
             else:
-                log.info("supervisor: %s again: killing every worker", name)
-                self._signal_all(signal.SIGKILL)
+                log.info("supervisor: %s again: killing every worker and their children", name)
+                self._kill_everything()
         elif signum == signal.SIGHUP:
             self._reload()
         elif signum == signal.SIGTTIN:
@@ -279,6 +311,29 @@ class Supervisor:
         for pid in list(self.workers):
             self._kill(pid, signum)
 
+    def _kill_everything(self) -> None:
+        """SIGKILL every process below the supervisor, however deep, and reap.
+
+        Killing only the workers is not enough: the processes model's
+        per-connection children would get PR_SET_PDEATHSIG's SIGTERM and begin
+        a graceful stop of their own, serving on for up to --graceful-timeout
+        after the supervisor exited.  A worker may fork between the scan and
+        its SIGKILL; as a subreaper we inherit that child, so the next scan
+        sees it: scan until nothing lives below us."""
+        deadline = time.monotonic() + KILL_ALL_S
+        while True:
+            below = _descendants(os.getpid())
+            for pid in below:
+                self._kill(pid, signal.SIGKILL)
+            self._reap()
+            if not below:
+                break
+            if time.monotonic() > deadline:
+                log.warning("supervisor: %d process(es) still alive after SIGKILL: %s", len(below), below)
+                break
+            time.sleep(KILL_ALL_CHECK_S)
+        self._signal_all(signal.SIGKILL)  # without /proc the scan saw nothing: the workers at least
+
     @staticmethod
     def _kill(pid: int, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):  # exited; reaped on this turn
@@ -308,6 +363,9 @@ class Supervisor:
             finally:
                 os._exit(status)  # never return into the supervisor's loop
         self.workers[pid] = Worker(pid, generation, time.monotonic())
+        if self.first_socket is not None:  # that worker's now; no other may inherit it
+            self.first_socket.close()
+            self.first_socket = None
         log.debug("supervisor: started worker %d (generation %d)", pid, generation)
 
     def _worker_process(self) -> int:
@@ -326,7 +384,7 @@ class Supervisor:
         if self.port_holder is not None:
             self.port_holder.close()
         _die_with_parent()
-        return worker_main(self.worker_config, self.listener, self._status_w)
+        return worker_main(self.worker_config, self.listener, self._status_w, self.first_socket)
 
     def _read_status(self, fd: int) -> None:
         try:
@@ -488,8 +546,13 @@ class Supervisor:
 # ---- the worker process
 
 
-def worker_main(config: ServerConfig, shared: socket.socket | None, status_fd: int) -> int:
-    """Build the model's server (fresh imports of --protocol) and serve; the exit status."""
+def worker_main(
+    config: ServerConfig, shared: socket.socket | None, status_fd: int, own: socket.socket | None = None
+) -> int:
+    """Build the model's server (fresh imports of --protocol) and serve; the exit status.
+    ``shared``: the --shared-listener socket; else ``own``, this worker's
+    SO_REUSEPORT socket if the supervisor made it (the first worker), or one
+    made here."""
     from iomodels import serve
 
     try:
@@ -499,6 +562,8 @@ def worker_main(config: ServerConfig, shared: socket.socket | None, status_fd: i
         return EXIT_CONFIG
     if shared is not None:
         listener = shared
+    elif own is not None:
+        listener = own
     else:
         try:
             listener = make_listener(config.host, config.port, config.backlog, reuse_port=True)
@@ -539,6 +604,44 @@ def _die_with_parent() -> None:
         pass
     if os.getppid() != parent:  # it died before the prctl
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _become_subreaper() -> bool:
+    """PR_SET_CHILD_SUBREAPER: orphans below us are reparented to us (Linux 3.4+)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _descendants(root: int) -> list[int]:
+    """The live processes below ``root``, however deep, from /proc's parent
+    pids (empty without /proc).  Zombies are left out: they run nothing, and
+    those of ours are reaped by the caller."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                # After the command name, which may hold spaces and ')': state, ppid, ...
+                state, ppid = f.read().rsplit(b")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if state not in (b"Z", b"X"):
+            children.setdefault(int(ppid), []).append(int(name))
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        below = children.get(pending.pop(), [])
+        found += below
+        pending += below
+    return found
 
 
 def _enable_migrate_req() -> None:
