@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("iomodels")
 
 NO_BODY_STATUSES = frozenset({204, 304})
+# The app answered without reading its whole request body: the rest is read
+# and dropped, so that the next request on the connection can be found
+# (gunicorn and nginx's discard do the same), but not without end: past this
+# much dropped, the connection is closed instead.  16 MiB is milliseconds on
+# a LAN, and the answer went out long before (the client has had it); a
+# client still sending past it costs us more than a new connection costs it.
+DISCARD_MAX = 16 * 1024 * 1024  # bytes of an unread request body dropped, at most
 _FILE = object()  # a worker's outcome: a real file to send from the loop (WsgiHandler._send_file)
 # Hop-by-hop fields (RFC 9110 7.6.1) are the server's business: an app's are dropped.
 HOP_BY_HOP = frozenset(
@@ -110,6 +117,16 @@ def _environ_key(name: bytes) -> str:
     return key
 
 
+class _ShortBody:
+    """A worker's outcome: the rest of a response that fell short of its
+    Content-Length (sent, then the connection is cut)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 class WsgiHandler:
     """One request served by the app.  The protocol calls ``body()``,
     ``end()``, ``pause_writing()``, ``resume_writing()`` and
@@ -135,6 +152,9 @@ class WsgiHandler:
     _resume_asked = False
     _gone = False  # the connection closed: stop at the next step
     _app_done = False
+    _input_closed = False  # worker mode: the app returned; the rest of the body is dropped
+    _dropped = 0  # body bytes dropped after the app answered (DISCARD_MAX)
+    _overflow = 0  # body bytes the app produced past its Content-Length (cut off)
     _iterator: Any = None
     _result: Any = None
     _file: tuple | None = None  # a real file to send: (file, offset, count, head), not yet handed over
@@ -181,8 +201,9 @@ class WsgiHandler:
         # inline: at end(), once the body is complete
 
     def body(self, data: bytes) -> None:
-        if self._app_done:
-            return  # the app answered without reading it all: drop the rest
+        if self._app_done or self._input_closed:
+            self._drop(data)  # the app answered without reading it all
+            return
         cond = self._cond
         if cond is None:
             self.input.feed(data)
@@ -196,6 +217,16 @@ class WsgiHandler:
                 self._resume_asked = False
         if paused:
             self.protocol.pause_input(True)
+
+    def _drop(self, data: bytes) -> None:
+        self._dropped += len(data)
+        if self._dropped > DISCARD_MAX and not self.protocol.transport_closing():
+            log.info(
+                "WSGI app %r answered without reading its request body: closing after %d bytes of it dropped",
+                self.wsgi.app,
+                self._dropped,
+            )
+            self.protocol.cut()
 
     def end(self) -> None:
         cond = self._cond
@@ -335,8 +366,12 @@ class WsgiHandler:
         if len(result) == 1 and not self._head_sent and type(result[0]) is bytes:
             data = result[0]
             head = self._head(len(data))
-            self._pending.append(head if self._no_body else head + data)
-            self._sent = len(data)
+            if self._length == len(data) or self._no_body:
+                self._pending.append(head if self._no_body else head + data)
+                self._sent = len(data)
+            else:  # not what its Content-Length says: _add cuts, _finish_output tells
+                self._pending.append(head)
+                self._add(data)
         else:
             if not self._head_sent and self._status is not None:
                 self._pending.append(self._head(sum(len(data) for data in result)))
@@ -410,6 +445,7 @@ class WsgiHandler:
         elif self._no_body or self._length is None or sent >= self._length:
             self.protocol.finish()
         else:
+            self._wrong_length()  # the file shrank since _file_plan
             self.protocol.cut()  # shorter than its Content-Length: the client must see it
 
     def _pull(self) -> bool:
@@ -523,6 +559,7 @@ class WsgiHandler:
         if length is not None:
             left = length - self._sent
             if len(data) > left:
+                self._overflow += len(data) - left
                 data = data[:left]  # more than the app announced: cut, and close after
                 self._keep_alive = False
                 self.protocol.keep_alive_after(True)
@@ -544,7 +581,27 @@ class WsgiHandler:
                 self._sent = known
         if self._chunked:
             pending.append(LAST_CHUNK)
-        return self._no_body or self._length is None or self._sent >= self._length
+        if self._no_body or self._length is None or (self._sent == self._length and not self._overflow):
+            return True
+        return self._wrong_length()
+
+    def _wrong_length(self) -> bool:
+        """The app's body and its Content-Length differ: say so.  True if the
+        declared length went out whole (the rest was cut off, and the
+        connection closes after the response), False if the body fell short:
+        what it has goes out, then the connection is cut, so that the client
+        sees a short body rather than waits for the rest (gunicorn does so)."""
+        length = self._length
+        produced = self._sent + self._overflow
+        short = produced < length
+        log.error(
+            "WSGI app %r: Content-Length %d but a body of %d bytes; %s",
+            self.wsgi.app,
+            length,
+            produced,
+            "the connection is cut after it" if short else f"sent {length}, then the connection closes",
+        )
+        return not short
 
     def _take_pending(self) -> bytes:
         pending = self._pending
@@ -673,11 +730,12 @@ class WsgiHandler:
                 return _FILE
             whole = self._finish_output()
             data = self._take_pending()
-            return data if whole else ClientDisconnected("short body")
+            return data if whole else _ShortBody(data)
         except BaseException as exc:
             self._pending.clear()
             return exc
         finally:
+            self._input_closed = True  # body() drops the rest from now on
             if not handed:
                 self._app_done = True
                 self._close_result()
@@ -687,6 +745,8 @@ class WsgiHandler:
         outcome = future.result()
         if self._gone:
             return
+        if self._input_paused:
+            self._release_input()
         if outcome is _FILE:
             with self._cond:
                 mine = self._file is not None  # else connection_lost took it (and closed it)
@@ -696,10 +756,22 @@ class WsgiHandler:
         if type(outcome) is bytes:
             self._begun = True
             self.protocol.respond_framed(outcome, self._keep_alive, True)
-        elif isinstance(outcome, ClientDisconnected) and str(outcome) == "short body":
-            self.protocol.cut()
+        elif type(outcome) is _ShortBody:  # what the app has goes out, then the cut
+            self._begun = True
+            self.protocol.respond_framed(outcome.data, self._keep_alive, False)
         elif isinstance(outcome, BaseException):
             self._error_response(outcome)
+
+    def _release_input(self) -> None:
+        """Loop thread: the app returned while reading was paused for its
+        unread body (more than INPUT_HIGH buffered).  Nobody would resume it
+        now, and a paused connection arms no timer: it would hang for good.
+        Drop the buffer and read on: body() drops the rest (DISCARD_MAX), the
+        body timers run again, and the next request is served."""
+        with self._cond:
+            self._input_paused = self._resume_asked = False
+            self.input = EMPTY_INPUT  # frees the buffered body (the app is done with it)
+        self.protocol.pause_input(False)
 
     def _flush_to_loop(self) -> None:
         """Worker: hand the pending output to the loop; wait while the loop
