@@ -100,12 +100,14 @@ def test_connections_spread_evenly_over_workers(model: str, listener: str) -> No
         assert sum(counts.values()) == CONNECTIONS, f"counted {counts} of {CONNECTIONS}"
         assert len(counts) == 2 and set(counts) == set(worker_pids(server))
         # With a socket each (SO_REUSEPORT) the kernel's hash spreads them:
-        # within 20 %.  On a shared socket whoever is scheduled first accepts
-        # (the readiness loops are woken together; the blocking workers wait
-        # in accept() in turn): the spread is the scheduler's, up to 25 % here
-        # with other tests running (threads once 249/151), so 35 %; see
-        # docs/workers.md for the figures.
-        tolerance = 0.35 if listener == "shared" else 0.2
+        # within 20 %; so do the blocking workers on a shared socket, which
+        # wait in accept() in turn (threads: 200/200).  The readiness loops
+        # on a shared socket are woken together and whoever is scheduled
+        # first accepts: that spread is the scheduler's, within 25 % with
+        # other tests running but 44/356 on a quiet machine, so for them the
+        # test asks only that both take a share (docs/workers.md).
+        herd = listener == "shared" and model in ("epoll", "asyncio")
+        tolerance = 0.9 if herd else 0.2
         for pid, count in counts.items():
             assert abs(count - mean) <= tolerance * mean, (
                 f"worker {pid}: {count} connections, mean {mean:g}: {counts}"
