@@ -151,11 +151,25 @@ class LoopConnection:
     """What the connections of our own loops (readiness, io_uring) share:
     close/abort/get_extra_info, how one ends on an error, its idle timeout.
     Needs ``_loop``, ``_sock``, ``_protocol``, ``_peername``, ``_closing``,
-    ``_buffer``, ``last_active``, ``idle_timeout_s``, and two methods of the
+    ``_buffer``, ``_file``, ``last_active``, ``idle_timeout_s``, and two methods of the
     loop's own connection, where the loops differ: ``_finish(exc)`` (what it
     has to cancel or unregister) and ``_flush_before_close()``."""
 
     __slots__ = ()
+
+    def _begin_file(self, file: Any, offset: int, count: int | None, done: Any) -> FileTransfer | None:
+        """sendfile()'s start on both loops: one transfer at a time; on a
+        closing transport ``done`` hears it failed and None is returned; else
+        the transfer, behind what the buffer holds, is the connection's."""
+        if self._file is not None:
+            raise RuntimeError("sendfile: a transfer is already in progress on this transport")
+        transfer = FileTransfer(file, offset, count, done)
+        if self._closing:
+            transfer.complete(self, ConnectionAbortedError("sendfile: the transport is closing"))
+            return None
+        transfer.ahead = len(self._buffer)
+        self._file = transfer
+        return transfer
 
     def _flush_before_close(self) -> bool:
         """close(): True if output is still pending, after arranging for the

@@ -179,14 +179,9 @@ class Connection(LoopConnection, LoopWorkerMixin):
         """os.sendfile() on the non-blocking socket once the output written
         before is flushed, while the socket takes it; then the loop waits for
         writability as for any pending output (core/protocol.py: the contract)."""
-        if self._file is not None:
-            raise RuntimeError("sendfile: a transfer is already in progress on this transport")
-        transfer = FileTransfer(file, offset, count, done)
-        if self._closing:
-            transfer.complete(self, ConnectionAbortedError("sendfile: the transport is closing"))
+        transfer = self._begin_file(file, offset, count, done)
+        if transfer is None:
             return
-        transfer.ahead = len(self._buffer)
-        self._file = transfer
         if transfer.ahead:
             self._update_interest()  # (already watching for writability)
         else:

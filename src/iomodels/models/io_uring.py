@@ -280,14 +280,9 @@ class Connection(LoopConnection, LoopWorkerMixin):
         sweep counts the peer's acknowledged bytes as progress); a cancel (abort,
         idle timeout) interrupts it, and the pipe and ``done`` wait for the
         last CQE, as a closed connection's fd does."""
-        if self._file is not None:
-            raise RuntimeError("sendfile: a transfer is already in progress on this transport")
-        transfer = FileTransfer(file, offset, count, done)
-        if self._closing:
-            transfer.complete(self, ConnectionAbortedError("sendfile: the transport is closing"))
+        transfer = self._begin_file(file, offset, count, done)
+        if transfer is None:
             return
-        transfer.ahead = len(self._buffer)
-        self._file = transfer
         if self._sending is not None or transfer.ahead:
             return  # _send_done starts it once what was written before is sent
         if self._quick_pending():
